@@ -1,0 +1,34 @@
+"""Per-layer, shape-scaled L2 regularisation for Optax.
+
+.. code-block:: python
+
+  import optax, optax_layer_l2 as ll2
+  tx = optax.chain(ll2.layer_l2(1e-4, scaling="fan_avg"), optax.adam(1e-3))
+"""
+
+from optax_layer_l2._alias import layer_adamw
+from optax_layer_l2._describe import Report, Row, describe
+from optax_layer_l2._fans import Dims, Fans, fans, stacked
+from optax_layer_l2._penalty import penalty
+from optax_layer_l2._scales import scales
+from optax_layer_l2._scaling import SCALINGS, LeafInfo
+from optax_layer_l2._transform import LayerL2State, layer_l2
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "SCALINGS",
+  "Dims",
+  "Fans",
+  "LayerL2State",
+  "LeafInfo",
+  "Report",
+  "Row",
+  "describe",
+  "fans",
+  "layer_adamw",
+  "layer_l2",
+  "penalty",
+  "scales",
+  "stacked",
+]

@@ -1,0 +1,178 @@
+"""``describe``: a report of what every leaf gets."""
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from optax_layer_l2._masking import MaskOrFn
+from optax_layer_l2._multipliers import Multipliers
+from optax_layer_l2._penalty import penalty
+from optax_layer_l2._scales import NONE_LEAF, DimsOption, leaf_scales
+from optax_layer_l2._scaling import ScalingFn
+from optax_layer_l2._weight_decay import check_weight_decay
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One leaf of a :class:`Report`.
+
+  Attributes:
+    path: the leaf's path.
+    shape: its shape (``None`` if it is not an array).
+    fan_in: fan-in of one layer (``None`` where not computed).
+    fan_out: fan-out of one layer (``None`` where not computed).
+    scale: the factor ``s`` (0 when not decayed).
+    rate: ``weight_decay * s``, the decay per unit of weight.
+    penalty: ``0.5 * weight_decay * s * ||w||^2`` now (``None`` when the
+      leaf holds no values, e.g. from ``jax.eval_shape``).
+    skipped: why the leaf is not decayed, or ``None``.
+  """
+
+  path: str
+  shape: tuple[int, ...] | None
+  fan_in: int | None
+  fan_out: int | None
+  scale: float
+  rate: float
+  penalty: float | None
+  skipped: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """What :func:`describe` returns: ``rows`` for programs, a table when printed."""
+
+  weight_decay: float
+  scaling: str
+  rows: tuple[Row, ...]
+
+  @property
+  def total_penalty(self) -> float | None:
+    """The sum of the rows' penalties, or ``None`` if any is unknown."""
+    values = [row.penalty for row in self.rows if row.skipped is None]
+    if any(value is None for value in values):
+      return None
+    return float(sum(values))
+
+  def __str__(self) -> str:
+    header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
+    table = [header]
+    for row in self.rows:
+      table.append(
+        (
+          row.path,
+          "-" if row.shape is None else str(row.shape),
+          "-" if row.fan_in is None else str(row.fan_in),
+          "-" if row.fan_out is None else str(row.fan_out),
+          f"{row.scale:.4g}",
+          f"{row.rate:.4g}",
+          "-" if row.penalty is None else f"{row.penalty:.4g}",
+          "" if row.skipped is None else row.skipped,
+        )
+      )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    right = {2, 3, 4, 5, 6}
+    lines = []
+    for line in table:
+      cells = [
+        cell.rjust(width) if i in right else cell.ljust(width)
+        for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+      ]
+      lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    decayed = sum(row.skipped is None for row in self.rows)
+    total = self.total_penalty
+    lines.append(
+      f"{decayed} of {len(self.rows)} leaves decayed; weight_decay={self.weight_decay:g}, "
+      f"scaling={self.scaling}; total penalty " + ("-" if total is None else f"{total:.6g}")
+    )
+    return "\n".join(lines)
+
+  def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+    del cycle
+    printer.text(str(self))
+
+
+def _holds_values(leaf: Any) -> bool:
+  return isinstance(leaf, (jax.Array, np.ndarray)) and not isinstance(leaf, jax.core.Tracer)
+
+
+def describe(
+  params: Any,
+  weight_decay: Any,
+  scaling: str | ScalingFn = "fan_avg",
+  *,
+  mask: MaskOrFn | None = None,
+  dims: DimsOption | None = None,
+  multipliers: Multipliers | None = None,
+) -> Report:
+  """A report of what every leaf of ``params`` gets from :func:`layer_l2`.
+
+  One row a leaf: path, shape, fans, ``s``, ``weight_decay * s`` and the
+  leaf's current penalty, or why it is not decayed. Use it when switching
+  from plain L2: ``weight_decay * s`` is the per-weight rate each layer now
+  gets, to compare with the single rate it had.
+
+  Args:
+    params: the parameter tree (arrays, or ``jax.eval_shape`` output, in which
+      case the penalty column is empty).
+    weight_decay: the rate ``lambda``, a number.
+    scaling: as in :func:`layer_l2`.
+    mask: as in :func:`layer_l2`.
+    dims: as in :func:`layer_l2`.
+    multipliers: as in :func:`layer_l2`.
+
+  Returns:
+    A :class:`Report`; ``print`` it for the table, read ``.rows`` in programs.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"hidden": {"kernel": jnp.ones((40, 256)), "bias": jnp.zeros(256)},
+    ...           "out": {"kernel": jnp.ones((256, 10)), "bias": jnp.zeros(10)}}
+    >>> print(ll2.describe(params, 1e-3))
+    path           shape      fan_in  fan_out        s   lambda*s  penalty  skipped
+    -------------  ---------  ------  -------  -------  ---------  -------  ------------
+    hidden/bias    (256,)          1      256        0          0        0  named 'bias'
+    hidden/kernel  (40, 256)      40      256  0.02891  2.891e-05    0.148
+    out/bias       (10,)           1       10        0          0        0  named 'bias'
+    out/kernel     (256, 10)     256       10   0.1039  0.0001039    0.133
+    2 of 4 leaves decayed; weight_decay=0.001, scaling=fan_avg; total penalty 0.281
+    >>> [row.path for row in ll2.describe(params, 1e-3).rows if row.skipped is None]
+    ['hidden/kernel', 'out/kernel']
+  """
+  check_weight_decay(weight_decay, allow_schedule=False)
+  decisions, treedef = leaf_scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+  leaves = treedef.flatten_up_to(params)
+  concrete = all(
+    _holds_values(leaf) for leaf, d in zip(leaves, decisions, strict=True) if d.decayed
+  )
+  per_leaf = None
+  if concrete:
+    values = penalty(
+      params, weight_decay, scaling, mask=mask, dims=dims, multipliers=multipliers, per_leaf=True
+    )
+    per_leaf = treedef.flatten_up_to(values)
+  rows = []
+  for i, decision in enumerate(decisions):
+    if decision.skipped == NONE_LEAF:
+      continue
+    leaf_penalty = None
+    if per_leaf is not None and per_leaf[i] is not None:
+      leaf_penalty = float(per_leaf[i])
+    rows.append(
+      Row(
+        path=decision.path,
+        shape=decision.shape,
+        fan_in=None if decision.fans is None else decision.fans.fan_in,
+        fan_out=None if decision.fans is None else decision.fans.fan_out,
+        scale=decision.scale,
+        rate=float(weight_decay) * decision.scale,
+        penalty=leaf_penalty,
+        skipped=decision.skipped,
+      )
+    )
+  name = scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))
+  return Report(weight_decay=float(weight_decay), scaling=name, rows=tuple(rows))

@@ -1,0 +1,217 @@
+"""Fan-in, fan-out and element count of a leaf, and which axes are which."""
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+AxesLike = int | Sequence[int]
+
+# Flax attention projections (linen `MultiHeadDotProductAttention`,
+# `nnx.MultiHeadAttention`): `query`/`key`/`value` kernels are
+# `(features, heads, head_dim)`, `out` kernels `(heads, head_dim, features)`.
+_PROJECTION_IN = frozenset({"query", "key", "value"})
+_PROJECTION_OUT = frozenset({"out"})
+
+
+def _as_axes(axes: AxesLike, name: str) -> tuple[int, ...]:
+  if isinstance(axes, bool):
+    raise TypeError(f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}.")
+  if isinstance(axes, int):
+    return (axes,)
+  try:
+    axes = tuple(axes)
+  except TypeError:
+    raise TypeError(
+      f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}."
+    ) from None
+  for axis in axes:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+      raise TypeError(f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}.")
+  return axes
+
+
+@dataclasses.dataclass(frozen=True)
+class Dims:
+  """Which axes of a leaf are fan-in, fan-out and stacked-layer axes.
+
+  The words are those of :func:`jax.nn.initializers.variance_scaling`: every
+  axis that is in none of the three groups is a receptive-field axis and
+  multiplies both fans; ``batch_axes`` (layers stacked by ``nn.scan`` or
+  ``nnx.vmap``) count in neither fan nor in the element count, so every layer
+  of a stack gets the factor it would get alone.
+
+  Attributes:
+    in_axes: the fan-in axis or axes (negative counts from the end).
+    out_axes: the fan-out axis or axes.
+    batch_axes: the stacked-layer axis or axes.
+
+  Examples:
+    >>> import optax_layer_l2 as ll2
+    >>> ll2.fans((8, 3, 3, 16, 32), ll2.Dims(in_axes=-2, out_axes=-1, batch_axes=0))
+    Fans(fan_in=144, fan_out=288, numel=4608)
+  """
+
+  in_axes: AxesLike
+  out_axes: AxesLike
+  batch_axes: AxesLike = ()
+
+  def __post_init__(self):
+    for name in ("in_axes", "out_axes", "batch_axes"):
+      object.__setattr__(self, name, _as_axes(getattr(self, name), name))
+
+
+class Fans(NamedTuple):
+  """Fan-in, fan-out and element count of one layer (batch axes excluded)."""
+
+  fan_in: int
+  fan_out: int
+  numel: int
+
+
+def _normalise(dims: Dims, shape: tuple[int, ...], where: str) -> tuple[tuple[int, ...], ...]:
+  """The three axis groups of ``dims`` as non-negative axes of ``shape``."""
+  rank = len(shape)
+  groups = []
+  seen: dict[int, str] = {}
+  for name in ("in_axes", "out_axes", "batch_axes"):
+    group = []
+    for axis in getattr(dims, name):
+      if not -rank <= axis < rank:
+        raise ValueError(
+          f"`dims`{where}: {name} axis {axis} is out of range for a leaf of shape {shape}."
+        )
+      axis %= rank
+      if axis in seen:
+        raise ValueError(
+          f"`dims`{where}: axis {axis} of shape {shape} is named twice "
+          f"(in {seen[axis]} and {name}); the groups must not overlap."
+        )
+      seen[axis] = name
+      group.append(axis)
+    groups.append(tuple(group))
+  return tuple(groups)
+
+
+def default_dims(path: str, shape: Sequence[int], batch_axes: AxesLike = ()) -> Dims:
+  """The axes the default rule assigns to a leaf at ``path`` with ``shape``.
+
+  The rule of ``jax.nn.initializers.variance_scaling`` on the axes that are not
+  ``batch_axes``: the second-to-last is fan-in, the last is fan-out, the rest
+  are receptive field. A rank-1 leaf has fan-in 1 and fan-out its size; a
+  scalar has both 1. Flax attention kernels are recognised by path:
+  ``query``/``key``/``value`` kernels ``(features, heads, head_dim)`` have
+  fan-in ``features`` and fan-out ``heads * head_dim``; ``out`` kernels
+  ``(heads, head_dim, features)`` the reverse.
+  """
+  rank = len(shape)
+  batch = []
+  for axis in _as_axes(batch_axes, "batch_axes"):
+    if not -rank <= axis < rank:
+      raise ValueError(
+        f"`dims` for leaf {path!r}: batch_axes axis {axis} is out of range "
+        f"for a leaf of shape {tuple(shape)}."
+      )
+    batch.append(axis % rank)
+  batch = tuple(batch)
+  rest = [axis for axis in range(rank) if axis not in batch]
+  names = path.split("/")
+  layer = names[-2] if len(names) >= 2 else ""
+  is_kernel = names[-1] == "kernel"
+  if len(rest) == 0:
+    return Dims((), (), batch)
+  if len(rest) == 1:
+    return Dims((), (rest[0],), batch)
+  if len(rest) == 3 and is_kernel and layer in _PROJECTION_IN:
+    return Dims((rest[0],), (rest[1], rest[2]), batch)
+  if len(rest) == 3 and is_kernel and layer in _PROJECTION_OUT:
+    return Dims((rest[0], rest[1]), (rest[2],), batch)
+  return Dims((rest[-2],), (rest[-1],), batch)
+
+
+def _prod(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+  return math.prod(shape[axis] for axis in axes)
+
+
+def leaf_fans(path: str, shape: Sequence[int], dims: Dims | None) -> Fans:
+  """Fans of the leaf at ``path``: by ``dims``, or by the default rule."""
+  shape = tuple(int(size) for size in shape)
+  if dims is None:
+    dims = default_dims(path, shape)
+  where = f" for leaf {path!r}" if path else ""
+  in_axes, out_axes, batch_axes = _normalise(dims, shape, where)
+  field_axes = tuple(
+    axis for axis in range(len(shape)) if axis not in in_axes + out_axes + batch_axes
+  )
+  receptive_field = _prod(shape, field_axes)
+  fan_in = _prod(shape, in_axes) * receptive_field
+  fan_out = _prod(shape, out_axes) * receptive_field
+  numel = _prod(shape, in_axes + out_axes + field_axes)
+  return Fans(fan_in=fan_in, fan_out=fan_out, numel=numel)
+
+
+def fans(shape: Sequence[int], dims: Dims | None = None) -> Fans:
+  """Fan-in, fan-out and element count of a weight of ``shape``.
+
+  Args:
+    shape: the leaf's shape.
+    dims: which axes are fan-in, fan-out and stacked layers; by default the
+      second-to-last axis is fan-in, the last fan-out, and every other axis is
+      receptive field (as in ``jax.nn.initializers.variance_scaling``). A
+      rank-1 shape has fan-in 1 and fan-out its size; a scalar has both 1.
+
+  Returns:
+    ``Fans(fan_in, fan_out, numel)``; ``numel`` leaves out ``batch_axes``.
+
+  Examples:
+    >>> import optax_layer_l2 as ll2
+    >>> ll2.fans((784, 256))
+    Fans(fan_in=784, fan_out=256, numel=200704)
+    >>> ll2.fans((3, 3, 64, 128))  # a conv kernel, HWIO
+    Fans(fan_in=576, fan_out=1152, numel=73728)
+  """
+  return leaf_fans("", shape, dims)
+
+
+DimsRule = Callable[[str, Any], Dims | None]
+
+
+def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
+  """A ``dims`` rule for layers stacked along ``batch_axes``.
+
+  Layers stacked by ``nn.scan`` or ``nnx.vmap`` carry a leading layer axis.
+  This rule marks it as a batch axis and applies the default rule (attention
+  kernels included) to the remaining axes, so each layer of the stack gets the
+  factor it would get on its own.
+
+  Args:
+    batch_axes: the stacked-layer axis or axes.
+    where: a regular expression; only leaves whose path it ``re.search``es are
+      treated as stacked (default: every leaf of rank above the number of
+      ``batch_axes``).
+
+  Returns:
+    A callable ``(path, leaf) -> Dims | None`` to pass as ``dims``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"layers": {"kernel": jnp.zeros((6, 64, 128))},
+    ...           "head": {"kernel": jnp.zeros((64, 10))}}
+    >>> s = ll2.scales(params, "numel", dims=ll2.stacked(0, where="layers"))
+    >>> s["layers"]["kernel"] == 1 / (64 * 128), s["head"]["kernel"] == 1 / 640
+    (True, True)
+  """
+  axes = _as_axes(batch_axes, "batch_axes")
+  pattern = None if where is None else re.compile(where)
+
+  def rule(path: str, leaf: Any) -> Dims | None:
+    shape = tuple(leaf.shape)
+    if pattern is not None and not pattern.search(path):
+      return None
+    if pattern is None and len(shape) <= len(axes):
+      return None
+    return default_dims(path, shape, axes)
+
+  return rule

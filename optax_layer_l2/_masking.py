@@ -1,0 +1,49 @@
+"""Which leaves are decayed: the default rule, and a user's mask."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from optax_layer_l2._paths import broadcast_prefix
+
+NEVER_DECAYED_BY_DEFAULT = frozenset({"bias", "scale"})
+"""Leaf names the default mask never decays, whatever their rank."""
+
+MaskOrFn = Any | Callable[[Any], Any]
+
+
+def default_exclusion(path: str, layer_rank: int) -> str | None:
+  """Why the default mask skips a floating leaf, or ``None`` if it decays it.
+
+  The default decays every floating leaf that is at least a matrix per layer
+  (kernels, embeddings), and never a leaf named ``bias`` or ``scale``: Flax
+  attention biases are ``(heads, head_dim)`` and stacked norm scales are 2-D.
+  """
+  name = path.rsplit("/", 1)[-1]
+  if name in NEVER_DECAYED_BY_DEFAULT:
+    return f"named {name!r}"
+  if layer_rank < 2:
+    return f"rank {layer_rank}"
+  return None
+
+
+def user_mask_per_leaf(mask: MaskOrFn, params: Any, paths: list[str]) -> list[bool]:
+  """The user's mask (a pytree, a prefix of one, or a callable) per leaf."""
+  tree = mask(params) if callable(mask) else mask
+  values = broadcast_prefix(
+    tree, params, argname="mask", is_prefix_leaf=lambda x: isinstance(x, (bool, np.bool_))
+  )
+  flags = []
+  for path, value in zip(paths, values, strict=True):
+    if value is None:
+      # Only a `None` parameter sits under a `None` mask entry.
+      flags.append(False)
+    elif isinstance(value, (bool, np.bool_)):
+      flags.append(bool(value))
+    else:
+      raise TypeError(
+        f"`mask` must hold Python bools; for leaf {path!r} it holds {value!r}. "
+        "The mask is static: it is read once per trace, not on device."
+      )
+  return flags

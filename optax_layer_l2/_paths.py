@@ -1,0 +1,93 @@
+"""Leaf paths as strings, and prefix trees broadcast to the leaves of a tree."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+
+def is_none(x: Any) -> bool:
+  """Treats ``None`` as a leaf, as Optax does for missing updates."""
+  return x is None
+
+
+def path_to_str(keypath: Sequence[Any]) -> str:
+  """Joins a JAX key path with ``/``: ``params/Dense_0/kernel``.
+
+  A trailing attribute named ``value`` is dropped, so that an ``nnx.Variable``
+  (or a linen ``Partitioned`` box) has the same path as the bare array.
+  """
+  names = []
+  for key in keypath:
+    if isinstance(key, jax.tree_util.DictKey):
+      names.append(str(key.key))
+    elif isinstance(key, jax.tree_util.GetAttrKey):
+      names.append(key.name)
+    elif isinstance(key, jax.tree_util.SequenceKey):
+      names.append(str(key.idx))
+    elif isinstance(key, jax.tree_util.FlattenedIndexKey):
+      names.append(str(key.key))
+    else:
+      names.append(str(key))
+  last = keypath[-1] if keypath else None
+  if isinstance(last, jax.tree_util.GetAttrKey) and last.name == "value":
+    names.pop()
+  return "/".join(names)
+
+
+def flatten_with_paths(
+  tree: Any,
+) -> tuple[list[str], list[Any], jax.tree_util.PyTreeDef]:
+  """Flattens ``tree`` (``None`` counts as a leaf) into paths, leaves, treedef."""
+  with_path, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
+  paths = [path_to_str(keypath) for keypath, _ in with_path]
+  leaves = [leaf for _, leaf in with_path]
+  return paths, leaves, treedef
+
+
+def broadcast_prefix(
+  prefix: Any,
+  tree: Any,
+  *,
+  argname: str,
+  is_prefix_leaf: Callable[[Any], bool],
+) -> list[Any]:
+  """The value of ``prefix`` that covers each leaf of ``tree``, in leaf order.
+
+  ``prefix`` has the structure of ``tree`` or of a prefix of it, as an Optax
+  mask does; a leaf of ``prefix`` applies to the whole subtree below it. A
+  ``None`` in ``prefix`` is a value too (it covers its subtree).
+  """
+
+  def prefix_leaf(x: Any) -> bool:
+    return x is None or is_prefix_leaf(x)
+
+  values, prefix_def = jax.tree.flatten(prefix, is_leaf=prefix_leaf)
+  try:
+    subtrees = prefix_def.flatten_up_to(tree)
+  except (ValueError, TypeError) as error:
+    raise ValueError(
+      f"`{argname}` must have the structure of `params`, or of a prefix of it; they differ: {error}"
+    ) from None
+  broadcast = []
+  for value, subtree in zip(values, subtrees, strict=True):
+    count = len(jax.tree.leaves(subtree, is_leaf=is_none))
+    broadcast.extend([value] * count)
+  return broadcast
+
+
+def first_difference(a: Any, b: Any) -> str:
+  """Describes where two trees first differ in their leaf paths."""
+  paths_a = flatten_with_paths(a)[0]
+  paths_b = flatten_with_paths(b)[0]
+  for path_a, path_b in zip(paths_a, paths_b, strict=False):
+    if path_a != path_b:
+      return f"leaf {path_a!r} against {path_b!r}"
+  if len(paths_a) != len(paths_b):
+    longer, extra = (
+      ("updates", paths_a[len(paths_b)])
+      if len(paths_a) > len(paths_b)
+      else ("params", paths_b[len(paths_a)])
+    )
+    return f"`{longer}` has the extra leaf {extra!r}"
+  return "the leaf paths agree but the tree node types differ"

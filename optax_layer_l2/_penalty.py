@@ -1,0 +1,81 @@
+"""``penalty``: the regulariser whose gradient is the decay ``layer_l2`` adds."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from optax_layer_l2._masking import MaskOrFn
+from optax_layer_l2._multipliers import Multipliers
+from optax_layer_l2._paths import is_none
+from optax_layer_l2._scales import DimsOption, scales
+from optax_layer_l2._scaling import ScalingFn
+from optax_layer_l2._transform import compute_dtype
+from optax_layer_l2._weight_decay import check_weight_decay, coefficient
+
+
+def _leaf_penalty(param: Any, scale: float | None, weight_decay: Any) -> jax.Array | None:
+  """``0.5 * weight_decay * s * ||w||^2`` in at least float32."""
+  if param is None:
+    return None
+  if not scale:
+    return jnp.zeros((), jnp.float32)
+  param = jnp.asarray(param)
+  dtype = compute_dtype(param.dtype)
+  coeff = jnp.asarray(coefficient(weight_decay, scale), dtype)
+  wide = param.astype(dtype)
+  return 0.5 * coeff * jnp.sum(wide * wide)
+
+
+def penalty(
+  params: Any,
+  weight_decay: Any,
+  scaling: str | ScalingFn = "fan_avg",
+  *,
+  mask: MaskOrFn | None = None,
+  dims: DimsOption | None = None,
+  multipliers: Multipliers | None = None,
+  per_leaf: bool = False,
+) -> Any:
+  r"""The regulariser :math:`\tfrac{\lambda}{2} \sum_w s(w) \|w\|^2` over decayed leaves.
+
+  ``jax.grad(penalty)(params, ...)`` equals the term :func:`layer_l2` adds with
+  the same arguments, to the last bit: both use the factors of :func:`scales`
+  and the same coefficient. Log it beside the unregularised loss; adding it to
+  the loss instead of using :func:`layer_l2` gives the same gradient.
+
+  Args:
+    params: the parameter tree.
+    weight_decay: the rate ``lambda``, a number or a JAX scalar (evaluate a
+      schedule at the step you want first).
+    scaling: as in :func:`layer_l2`.
+    mask: as in :func:`layer_l2`.
+    dims: as in :func:`layer_l2`.
+    multipliers: as in :func:`layer_l2`.
+    per_leaf: return a pytree of per-leaf values (0 where not decayed) instead
+      of their sum.
+
+  Returns:
+    A float32 (or wider) scalar, or a pytree of them with the structure of
+    ``params``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}}
+    >>> ll2.penalty(params, 0.1, "fan_avg")  # 0.5 * 0.1 * (8 / 16) * 16
+    Array(0.4, dtype=float32)
+    >>> jax.grad(ll2.penalty)(params, 0.1)["dense"]["kernel"][0, 0]
+    Array(0.05, dtype=float32)
+  """
+  check_weight_decay(weight_decay, allow_schedule=False)
+  factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+  values = jax.tree.map(
+    lambda p, s: _leaf_penalty(p, s, weight_decay), params, factors, is_leaf=is_none
+  )
+  if per_leaf:
+    return values
+  leaves = jax.tree.leaves(values)
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  return sum(leaves[1:], start=leaves[0])

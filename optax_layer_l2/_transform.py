@@ -1,0 +1,179 @@
+"""``layer_l2``: the gradient transformation that adds per-layer scaled decay."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_layer_l2._masking import MaskOrFn
+from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
+from optax_layer_l2._paths import first_difference, is_none
+from optax_layer_l2._scales import DimsOption, scales
+from optax_layer_l2._scaling import ScalingFn, resolve_scaling
+from optax_layer_l2._weight_decay import check_weight_decay, coefficient, is_static_zero
+
+
+class LayerL2State(NamedTuple):
+  """State of :func:`layer_l2` with a scheduled ``weight_decay``."""
+
+  count: jax.Array  # shape=(), dtype=int32
+
+
+def compute_dtype(*dtypes: Any) -> Any:
+  """The dtype the decay is computed in: the inputs' and at least float32."""
+  return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+
+
+def _add_decay(update: Any, param: Any, scale: float | None, weight_decay: Any) -> Any:
+  """``update + weight_decay * scale * param``, rounded once to the update's dtype."""
+  if update is None or not scale:
+    return update
+  update = jnp.asarray(update)
+  dtype = compute_dtype(update.dtype, param.dtype)
+  coeff = jnp.asarray(coefficient(weight_decay, scale), dtype)
+  return (update.astype(dtype) + coeff * param.astype(dtype)).astype(update.dtype)
+
+
+def layer_l2(
+  weight_decay: optax.ScalarOrSchedule,
+  scaling: str | ScalingFn = "fan_avg",
+  *,
+  mask: MaskOrFn | None = None,
+  dims: DimsOption | None = None,
+  multipliers: Multipliers | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Adds ``weight_decay * s(leaf) * w`` to the update of each decayed leaf.
+
+  For each leaf ``w`` the mask decays, with ``s = c(w) * multiplier(w)``:
+
+  .. math::
+
+    g \leftarrow g + \lambda \, s(w) \, w ,
+
+  the gradient of the penalty :math:`\tfrac{\lambda}{2} \sum_w s(w) \|w\|^2`
+  (see :func:`penalty`). Every other leaf is returned as it came. The factor
+  ``c`` comes from ``scaling``; for a dense kernel of shape ``(n_in, n_out)``:
+
+  ============  =====================================
+  ``none``      ``1`` (plain L2)
+  ``numel``     ``1 / (n_in * n_out)``
+  ``fan_avg``   ``(n_in + n_out) / (n_in * n_out)``
+  ``fan_in``    ``1 / n_out`` (``fan_in / numel``)
+  ``fan_out``   ``1 / n_in`` (``fan_out / numel``)
+  ============  =====================================
+
+  Where it stands in the chain decides what it is. Before ``optax.adam`` it is
+  L2 regularisation: the decay joins the gradient and Adam normalises both,
+  so the learning rate scales it. Between ``optax.scale_by_adam`` and
+  ``optax.scale_by_learning_rate`` it is decoupled, AdamW-style decay: the
+  step is ``learning_rate * weight_decay * s * w``, untouched by Adam's
+  normalisation (that chain is :func:`layer_adamw`).
+
+  The factors are Python floats computed from shapes and paths when the step
+  is traced; the compiled program holds one multiply-add per decayed leaf.
+  The decay is computed in at least float32 and rounded once to the update's
+  dtype, so half-precision parameters do not lose it to underflow.
+
+  Args:
+    weight_decay: the rate ``lambda``: a float, a JAX scalar (it may be traced:
+      ``jax.vmap`` over it sweeps many rates in one program) or an Optax
+      schedule of the step count.
+    scaling: a name from the table above or a callable
+      ``scaling(info: LeafInfo) -> float`` giving ``c``.
+    mask: which leaves to decay: a pytree of bools with the structure of the
+      params (or a prefix of it), or a callable returning one, as in
+      ``optax.add_decayed_weights``. Default: every floating leaf of rank at
+      least 2 (kernels, embeddings), never a leaf named ``bias`` or ``scale``.
+    dims: which axes are fan-in, fan-out and stacked layers, as a pytree of
+      :class:`Dims`/``None`` or a callable ``(path, leaf) -> Dims | None``.
+      Default: the rule of ``jax.nn.initializers.variance_scaling``, with Flax
+      attention kernels recognised by path.
+    multipliers: a per-layer multiplier on ``weight_decay`` (0 switches a layer
+      off): a mapping from regular expression to float (first match wins) or a
+      callable ``(path, leaf) -> float``.
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs`. Its state is
+    ``optax.EmptyState()`` for a constant ``weight_decay`` and
+    :class:`LayerL2State` (one int32 step count) for a schedule; ``update``
+    needs ``params``.
+
+  Raises:
+    ValueError: a negative or non-finite constant ``weight_decay`` or
+      multiplier, an unknown ``scaling`` name; at the first ``update``: no
+      ``params``, ``updates`` and ``params`` of different structure, ``Dims``
+      axes out of range or overlapping, a ``scaling`` callable giving a
+      negative or non-finite value (each naming the leaf's path).
+    TypeError: arguments of the wrong kind.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}}
+    >>> tx = ll2.layer_l2(0.1, scaling="fan_avg")
+    >>> grads = jax.tree.map(jnp.zeros_like, params)
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> updates["dense"]["kernel"][0, 0]  # 0.1 * (4 + 4) / 16 * 1.0
+    Array(0.05, dtype=float32)
+    >>> updates["dense"]["bias"][0]  # biases are not decayed
+    Array(0., dtype=float32)
+
+    As L2 regularisation before Adam:
+
+    >>> tx = optax.chain(ll2.layer_l2(1e-4, scaling="fan_avg"), optax.adam(1e-3))
+
+  References:
+    Glorot & Bengio, `Understanding the difficulty of training deep
+    feedforward neural networks <https://proceedings.mlr.press/v9/glorot10a.html>`_, 2010.
+    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, 2019.
+  """
+  check_weight_decay(weight_decay)
+  resolve_scaling(scaling)  # raises on an unknown name before any step
+  resolve_multipliers(multipliers)  # checks patterns and values now
+  is_schedule = callable(weight_decay)
+
+  def init_fn(params: optax.Params) -> optax.OptState:
+    del params
+    if is_schedule:
+      return LayerL2State(count=jnp.zeros([], jnp.int32))
+    return optax.EmptyState()
+
+  def update_fn(
+    updates: optax.Updates,
+    state: optax.OptState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
+  ) -> tuple[optax.Updates, optax.OptState]:
+    del extra_args
+    if params is None:
+      raise ValueError(
+        "`layer_l2` needs the parameters: call `update(updates, state, params)`. "
+        "The decay is proportional to them."
+      )
+    updates_def = jax.tree.structure(updates, is_leaf=is_none)
+    params_def = jax.tree.structure(params, is_leaf=is_none)
+    if updates_def != params_def:
+      raise ValueError(
+        "`updates` and `params` must have the same tree structure; "
+        f"{first_difference(updates, params)}."
+      )
+    if is_schedule:
+      rate = weight_decay(state.count)
+      state = LayerL2State(count=optax.safe_increment(state.count))
+    else:
+      rate = weight_decay
+    if is_static_zero(rate):
+      return updates, state
+    factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+    updates = jax.tree.map(
+      lambda g, p, s: _add_decay(g, p, s, rate),
+      updates,
+      params,
+      factors,
+      is_leaf=is_none,
+    )
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
