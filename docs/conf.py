@@ -17,14 +17,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import optax_layer_l2  # noqa: E402  (after the environment above is set)
-from sphinx.application import Sphinx  # noqa: E402
-from sphinx.environment import BuildEnvironment  # noqa: E402
-from sphinx.errors import ExtensionError  # noqa: E402
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.errors import ExtensionError
+
+import optax_layer_l2
 
 project = "optax_layer_l2"
 author = "The optax_layer_l2 authors"
-copyright = "the optax_layer_l2 authors"  # noqa: A001  (Sphinx's name for it)
+copyright = "the optax_layer_l2 authors"
 release = optax_layer_l2.__version__
 version = release
 
@@ -49,6 +50,8 @@ myst_heading_anchors = 3
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+# Attributes of classes as one compact field list, types from the annotations.
+napoleon_use_ivar = True
 autodoc_typehints = "none"
 autodoc_member_order = "bysource"
 # Not `autodoc_preserve_defaults`: it replaces the documented functions'
@@ -84,9 +87,7 @@ def check_public_names_documented(app: Sphinx, env: BuildEnvironment) -> None:
   """Fails the build when a name in ``optax_layer_l2.__all__`` has no reference entry."""
   del app
   documented = env.get_domain("py").objects
-  missing = [
-    name for name in optax_layer_l2.__all__ if f"optax_layer_l2.{name}" not in documented
-  ]
+  missing = [name for name in optax_layer_l2.__all__ if f"optax_layer_l2.{name}" not in documented]
   if missing:
     raise ExtensionError(
       "these names in `optax_layer_l2.__all__` have no entry in the API reference "
