@@ -1,0 +1,146 @@
+"""Every misuse gets a ValueError or TypeError naming the argument and the leaf."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_layer_l2 as ll2
+
+PARAMS = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
+GRADS = jax.tree.map(jnp.ones_like, PARAMS)
+
+
+def first_update(tx, params=PARAMS, grads=GRADS):
+  return tx.update(grads, tx.init(params), params)
+
+
+@pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), np.float32(-1.0)])
+def test_bad_constant_weight_decay(bad):
+  with pytest.raises(ValueError, match=r"`weight_decay` is .*must be finite and non-negative"):
+    ll2.layer_l2(bad)
+
+
+def test_negative_jax_scalar_weight_decay():
+  with pytest.raises(ValueError, match=r"`weight_decay` is -0\.5"):
+    ll2.layer_l2(jnp.asarray(-0.5))
+
+
+def test_weight_decay_of_the_wrong_type():
+  with pytest.raises(TypeError, match="`weight_decay` must be a float, a JAX scalar or an Optax"):
+    ll2.layer_l2("1e-4")
+  with pytest.raises(ValueError, match="`weight_decay` must be a scalar, got shape \\(2,\\)"):
+    ll2.layer_l2(jnp.ones(2))
+
+
+def test_unknown_scaling_lists_the_valid_ones():
+  message = (
+    r"`scaling='fan-avg'` is not a known scaling; use one of 'none', 'numel', "
+    r"'fan_avg', 'fan_in', 'fan_out'"
+  )
+  with pytest.raises(ValueError, match=message):
+    ll2.layer_l2(1e-4, "fan-avg")
+  with pytest.raises(ValueError, match=message):
+    ll2.scales(PARAMS, "fan-avg")
+  with pytest.raises(TypeError, match="`scaling` must be a scaling name or a callable"):
+    ll2.layer_l2(1e-4, 3)
+
+
+def test_update_without_params():
+  tx = ll2.layer_l2(1e-4)
+  with pytest.raises(ValueError, match=r"`layer_l2` needs the parameters: call `update\(updates"):
+    tx.update(GRADS, tx.init(PARAMS))
+
+
+def test_updates_and_params_of_different_structure():
+  tx = ll2.layer_l2(1e-4)
+  grads = {"dense": {"kernel": jnp.ones((4, 3))}}
+  with pytest.raises(ValueError, match=r"same tree structure; .*'dense/bias'"):
+    tx.update(grads, tx.init(PARAMS), PARAMS)
+  renamed = {"dense": {"kernel": jnp.ones((4, 3)), "b": jnp.ones(3)}}
+  with pytest.raises(ValueError, match="leaf 'dense/b' against 'dense/bias'"):
+    tx.update(renamed, tx.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize(
+  ("dims", "message"),
+  [
+    (ll2.Dims(2, -1), r"`dims` for leaf 'dense/kernel': in_axes axis 2 is out of range .*\(4, 3\)"),
+    (ll2.Dims(-2, -3), r"`dims` for leaf 'dense/kernel': out_axes axis -3 is out of range"),
+    (ll2.Dims(0, 0), r"for leaf 'dense/kernel': axis 0 of shape \(4, 3\) is named twice"),
+    (ll2.Dims(0, 1, batch_axes=-1), r"axis 1 .* named twice \(in out_axes and batch_axes\)"),
+  ],
+)
+def test_bad_dims_name_the_leaf(dims, message):
+  tx = ll2.layer_l2(1e-4, dims={"dense": {"kernel": dims, "bias": None}})
+  with pytest.raises(ValueError, match=message):
+    first_update(tx)
+
+
+def test_dims_of_the_wrong_type():
+  with pytest.raises(TypeError, match=r"`Dims\(in_axes=...\)` must be an int or a sequence"):
+    ll2.Dims("a", 1)
+  tx = ll2.layer_l2(1e-4, dims=lambda path, leaf: (0, 1))
+  with pytest.raises(TypeError, match="`dims` must return a `Dims` or `None`; for leaf 'dense/"):
+    first_update(tx)
+
+
+def test_dims_tree_that_does_not_fit_params():
+  tx = ll2.layer_l2(1e-4, dims={"other": None})
+  with pytest.raises(ValueError, match="`dims` must have the structure of `params`"):
+    first_update(tx)
+
+
+def test_stacked_batch_axis_out_of_range():
+  tx = ll2.layer_l2(1e-4, dims=ll2.stacked(2, where="kernel"))
+  with pytest.raises(
+    ValueError, match="for leaf 'dense/kernel': batch_axes axis 2 is out of range"
+  ):
+    first_update(tx)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_scaling_callable_bad_value_names_the_leaf(bad):
+  tx = ll2.layer_l2(1e-4, scaling=lambda info: bad)
+  with pytest.raises(ValueError, match=r"`scaling` gave .* for leaf 'dense/kernel'; it must be"):
+    first_update(tx)
+
+
+def test_scaling_callable_returning_a_traced_value():
+  tx = ll2.layer_l2(1e-4, scaling=lambda info: jnp.asarray(1.0) * jnp.ones(2))
+  with pytest.raises(
+    TypeError, match="`scaling` must give a Python number for leaf 'dense/kernel'"
+  ):
+    first_update(tx)
+
+
+def test_bad_multipliers():
+  with pytest.raises(ValueError, match=r"`multipliers\['dense'\]` is -2.0; it must be finite"):
+    ll2.layer_l2(1e-4, multipliers={"dense": -2.0})
+  with pytest.raises(ValueError, match=r"`multipliers\['\('\]`: not a regular expression"):
+    ll2.layer_l2(1e-4, multipliers={"(": 1.0})
+  with pytest.raises(TypeError, match=r"`multipliers\['dense'\]` must be a number"):
+    ll2.layer_l2(1e-4, multipliers={"dense": "2"})
+  tx = ll2.layer_l2(1e-4, multipliers=lambda path, leaf: float("nan"))
+  with pytest.raises(ValueError, match="`multipliers` gave nan for leaf 'dense/kernel'"):
+    first_update(tx)
+
+
+def test_mask_of_the_wrong_kind():
+  tx = ll2.layer_l2(1e-4, mask={"dense": {"kernel": 1.0, "bias": False}})
+  with pytest.raises(TypeError, match="`mask` must hold Python bools; for leaf 'dense/kernel'"):
+    first_update(tx)
+  tx = ll2.layer_l2(1e-4, mask={"nope": True})
+  with pytest.raises(ValueError, match="`mask` must have the structure of `params`"):
+    first_update(tx)
+
+
+def test_penalty_and_describe_need_a_value_not_a_schedule():
+  schedule = optax.constant_schedule(1e-4)
+  with pytest.raises(TypeError, match="`weight_decay` must be a number here, not a schedule"):
+    ll2.penalty(PARAMS, schedule)
+  with pytest.raises(TypeError, match="`weight_decay` must be a number here, not a schedule"):
+    ll2.describe(PARAMS, schedule)
+  with pytest.raises(ValueError, match=r"`weight_decay` is -1\.0"):
+    ll2.penalty(PARAMS, -1.0)

@@ -1,0 +1,128 @@
+"""Fans, element counts and axis rules, checked against JAX's initializers."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optax_layer_l2 as ll2
+
+
+def jax_fan(shape, mode, in_axis=-2, out_axis=-1, batch_axis=()):
+  """The fan JAX's `variance_scaling` uses for `shape`, recovered exactly.
+
+  With the same key, `variance_scaling(1, mode, "uniform")` draws
+  `uniform(-1, 1) * sqrt(3 / fan)`, so the ratio of the two draws is
+  `sqrt(3 / fan)`.
+  """
+  key = jax.random.key(0)
+  init = jax.nn.initializers.variance_scaling(
+    1.0, mode, "uniform", in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis
+  )
+  drawn = np.asarray(init(key, shape, jnp.float32), np.float64)
+  unit = np.asarray(jax.random.uniform(key, shape, jnp.float32, -1, 1), np.float64)
+  ratio = np.median(np.abs(drawn[unit != 0] / unit[unit != 0]))
+  return 3.0 / ratio**2
+
+
+CASES = [
+  # shape, Dims or None, the same axes for JAX (in, out, batch)
+  ((40, 256), None, (-2, -1, ())),
+  ((3, 3, 16, 32), None, (-2, -1, ())),  # conv HWIO
+  ((5, 16, 32), None, (-2, -1, ())),  # conv 1-D, WIO
+  ((8, 64, 128), ll2.Dims(-2, -1, batch_axes=0), (-2, -1, (0,))),  # stacked dense
+  ((64, 4, 16), ll2.Dims(0, (1, 2)), (0, (1, 2), ())),  # attention query kernel
+  ((4, 16, 64), ll2.Dims((0, 1), 2), ((0, 1), 2, ())),  # attention out kernel
+  ((2, 3, 3, 8, 16), ll2.Dims(-2, -1, batch_axes=(0,)), (-2, -1, (0,))),
+]
+
+
+@pytest.mark.parametrize(("shape", "dims", "jax_axes"), CASES)
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+def test_fans_match_jax_initializers(shape, dims, jax_axes, mode):
+  in_axis, out_axis, batch_axis = jax_axes
+  ours = ll2.fans(shape, dims)
+  expected = jax_fan(shape, mode, in_axis, out_axis, batch_axis)
+  assert getattr(ours, mode) == pytest.approx(expected, rel=1e-5)
+
+
+def test_numel_leaves_out_batch_axes():
+  assert ll2.fans((8, 64, 128), ll2.Dims(-2, -1, batch_axes=0)) == ll2.Fans(64, 128, 64 * 128)
+  assert ll2.fans((3, 3, 16, 32)) == ll2.Fans(3 * 3 * 16, 3 * 3 * 32, 3 * 3 * 16 * 32)
+
+
+def test_rank_one_and_scalar():
+  assert ll2.fans((7,)) == ll2.Fans(1, 7, 7)
+  assert ll2.fans(()) == ll2.Fans(1, 1, 1)
+
+
+def test_dims_normalises_ints_to_tuples():
+  dims = ll2.Dims(in_axes=0, out_axes=[1, 2], batch_axes=3)
+  assert (dims.in_axes, dims.out_axes, dims.batch_axes) == ((0,), (1, 2), (3,))
+
+
+@pytest.mark.parametrize("layer", ["query", "key", "value"])
+def test_attention_projection_kernels_by_path(layer):
+  params = {"attn": {layer: {"kernel": jnp.zeros((64, 4, 16)), "bias": jnp.zeros((4, 16))}}}
+  s = ll2.scales(params, "fan_in")
+  # fan_in = features = 64, fan_out = heads * head_dim = 64, numel = 64 * 64.
+  assert s["attn"][layer]["kernel"] == 64 / (64 * 64)
+  assert s["attn"][layer]["bias"] == 0.0
+  s_out = ll2.scales({"attn": {layer: {"kernel": jnp.zeros((32, 4, 16))}}}, "fan_in")
+  assert s_out["attn"][layer]["kernel"] == 32 / (32 * 64)
+
+
+def test_attention_out_kernel_by_path():
+  params = {"attn": {"out": {"kernel": jnp.zeros((4, 16, 32))}}}
+  assert ll2.scales(params, "fan_in")["attn"]["out"]["kernel"] == 64 / (64 * 32)
+  assert ll2.scales(params, "fan_out")["attn"]["out"]["kernel"] == 32 / (64 * 32)
+
+
+def test_a_rank_three_kernel_elsewhere_is_a_conv():
+  params = {"conv": {"kernel": jnp.zeros((5, 16, 32))}}
+  assert ll2.scales(params, "fan_in")["conv"]["kernel"] == (5 * 16) / (5 * 16 * 32)
+
+
+def test_grouped_query_key_kernel_has_fewer_heads():
+  params = {"attn": {"key": {"kernel": jnp.zeros((64, 2, 16))}}}
+  assert ll2.scales(params, "fan_out")["attn"]["key"]["kernel"] == 32 / (64 * 32)
+
+
+def test_stacked_rule_gives_every_layer_its_own_factor():
+  single = {
+    "block": {"query": {"kernel": jnp.zeros((64, 4, 16))}, "mlp": {"kernel": jnp.zeros((64, 256))}}
+  }
+  stack = jax.tree.map(lambda x: jnp.zeros((6, *x.shape)), single)
+  for scaling in ll2.SCALINGS:
+    alone = ll2.scales(single, scaling)
+    stacked = ll2.scales(stack, scaling, dims=ll2.stacked(0))
+    assert stacked == alone
+
+
+def test_stacked_rule_with_where_leaves_other_leaves_to_default():
+  params = {"layers": {"kernel": jnp.zeros((6, 64, 128))}, "head": {"kernel": jnp.zeros((64, 10))}}
+  s = ll2.scales(params, "numel", dims=ll2.stacked(0, where="^layers/"))
+  assert s["layers"]["kernel"] == 1 / (64 * 128)
+  assert s["head"]["kernel"] == 1 / 640
+
+
+def test_stacked_biases_stay_undecayed_by_name():
+  params = {"layers": {"kernel": jnp.zeros((6, 8, 8)), "bias": jnp.zeros((6, 8))}}
+  s = ll2.scales(params, dims=ll2.stacked(0))
+  assert s["layers"]["bias"] == 0.0
+  assert s["layers"]["kernel"] == 16 / 64
+
+
+def test_stacked_vectors_are_rank_one_per_layer():
+  # A (layers, n) leaf that is not called bias: rank 1 per layer, not decayed.
+  params = {"layers": {"alpha": jnp.zeros((6, 8))}}
+  assert ll2.scales(params, dims=ll2.stacked(0))["layers"]["alpha"] == 0.0
+  assert ll2.scales(params)["layers"]["alpha"] == (6 + 8) / 48  # unstacked: a 6 x 8 matrix
+
+
+def test_receptive_field_multiplies_both_fans():
+  fans = ll2.fans((3, 5, 16, 32))
+  assert fans.fan_in == 15 * 16 and fans.fan_out == 15 * 32
+  assert math.prod((3, 5, 16, 32)) == fans.numel
