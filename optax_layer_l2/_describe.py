@@ -28,6 +28,13 @@ class Row:
     penalty: ``0.5 * weight_decay * s * ||w||^2`` now (``None`` when the
       leaf holds no values, e.g. from ``jax.eval_shape``).
     skipped: why the leaf is not decayed, or ``None``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> row = ll2.describe({"dense": {"kernel": jnp.ones((4, 4))}}, 0.5).rows[0]
+    >>> row.path, row.fan_in, row.fan_out, row.scale, row.rate, row.penalty
+    ('dense/kernel', 4, 4, 0.5, 0.25, 2.0)
   """
 
   path: str
@@ -42,7 +49,24 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """What :func:`describe` returns: ``rows`` for programs, a table when printed."""
+  """What :func:`describe` returns: ``rows`` for programs, a table when printed.
+
+  Attributes:
+    weight_decay: the rate ``lambda`` the report was made for.
+    scaling: the scaling's name.
+    rows (tuple[Row, ...]): one :class:`Row` a leaf, in the order of the
+      leaves of ``params`` (``None`` leaves left out).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}}
+    >>> report = ll2.describe(params, 0.5)
+    >>> [(row.path, row.skipped) for row in report.rows]
+    [('dense/bias', "named 'bias'"), ('dense/kernel', None)]
+    >>> report.total_penalty
+    2.0
+  """
 
   weight_decay: float
   scaling: str

@@ -63,7 +63,19 @@ class Dims:
 
 
 class Fans(NamedTuple):
-  """Fan-in, fan-out and element count of one layer (batch axes excluded)."""
+  """Fan-in, fan-out and element count of one layer (batch axes excluded).
+
+  Attributes:
+    fan_in: the fan-in axes' sizes times the receptive field.
+    fan_out: the fan-out axes' sizes times the receptive field.
+    numel: the layer's element count.
+
+  Examples:
+    >>> import optax_layer_l2 as ll2
+    >>> f = ll2.fans((3, 3, 64, 128))  # a conv kernel, HWIO
+    >>> f.fan_in, f.fan_out, f.numel
+    (576, 1152, 73728)
+  """
 
   fan_in: int
   fan_out: int
@@ -187,9 +199,9 @@ def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
 
   Args:
     batch_axes: the stacked-layer axis or axes.
-    where: a regular expression; only leaves whose path it ``re.search``es are
-      treated as stacked (default: every leaf of rank above the number of
-      ``batch_axes``).
+    where: a regular expression; only leaves whose path it matches (with
+      ``re.search``) are treated as stacked (default: every leaf of rank
+      above the number of ``batch_axes``).
 
   Returns:
     A callable ``(path, leaf) -> Dims | None`` to pass as ``dims``.

@@ -170,8 +170,8 @@ def scales(
       :class:`Dims`/``None`` (or a prefix of one), or a callable
       ``(path, leaf) -> Dims | None``; ``None`` uses the default rule.
     multipliers: a per-layer multiplier on ``weight_decay``: a mapping from
-      regular expression to float (the first pattern that ``re.search``es the
-      path wins) or a callable ``(path, leaf) -> float``.
+      regular expression to float (the first pattern that ``re.search`` finds
+      in the path wins) or a callable ``(path, leaf) -> float``.
 
   Returns:
     A pytree with the structure of ``params`` holding a float per leaf

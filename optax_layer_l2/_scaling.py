@@ -17,6 +17,14 @@ class LeafInfo:
     fan_in: fan-in of one layer, receptive field included.
     fan_out: fan-out of one layer, receptive field included.
     numel: element count of one layer (stacked-layer axes excluded).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> def per_output(info: ll2.LeafInfo) -> float:
+    ...   return 1.0 / info.fan_out  # "fan_in" for a dense kernel
+    >>> ll2.scales({"kernel": jnp.zeros((16, 64))}, per_output)["kernel"]
+    0.015625
   """
 
   path: str

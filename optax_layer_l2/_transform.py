@@ -15,7 +15,21 @@ from optax_layer_l2._weight_decay import check_weight_decay, coefficient, is_sta
 
 
 class LayerL2State(NamedTuple):
-  """State of :func:`layer_l2` with a scheduled ``weight_decay``."""
+  """State of :func:`layer_l2` with a scheduled ``weight_decay``.
+
+  A constant ``weight_decay`` keeps no state: ``init`` returns
+  ``optax.EmptyState()``.
+
+  Attributes:
+    count: the number of updates so far; the schedule is evaluated at it.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import optax_layer_l2 as ll2
+    >>> tx = ll2.layer_l2(optax.linear_schedule(0.0, 1e-2, transition_steps=100))
+    >>> tx.init({"kernel": jnp.zeros((4, 4))})
+    LayerL2State(count=Array(0, dtype=int32))
+  """
 
   count: jax.Array  # shape=(), dtype=int32
 
@@ -124,10 +138,10 @@ def layer_l2(
     >>> tx = optax.chain(ll2.layer_l2(1e-4, scaling="fan_avg"), optax.adam(1e-3))
 
   References:
-    Glorot & Bengio, `Understanding the difficulty of training deep
-    feedforward neural networks <https://proceedings.mlr.press/v9/glorot10a.html>`_, 2010.
-    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
-    <https://arxiv.org/abs/1711.05101>`_, 2019.
+    - Glorot & Bengio, `Understanding the difficulty of training deep
+      feedforward neural networks <https://proceedings.mlr.press/v9/glorot10a.html>`_, 2010.
+    - Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+      <https://arxiv.org/abs/1711.05101>`_, 2019.
   """
   check_weight_decay(weight_decay)
   resolve_scaling(scaling)  # raises on an unknown name before any step
