@@ -125,15 +125,18 @@ def leaf_scales(
     if selected is not None and not selected[i]:
       decisions.append(_skip(path, shape, "masked out"))
       continue
-    if leaf_dims is None:
+    given_dims = leaf_dims is not None
+    if not given_dims:
       leaf_dims = default_dims(path, shape)
-    fans = leaf_fans(path, shape, leaf_dims)
     if selected is None:
       layer_rank = len(shape) - len(leaf_dims.batch_axes)
       why = default_exclusion(path, layer_rank)
       if why is not None:
+        # A `Dims` meant for kernels need not fit the biases it also covers.
+        fans = None if given_dims else leaf_fans(path, shape, leaf_dims)
         decisions.append(_skip(path, shape, why, fans))
         continue
+    fans = leaf_fans(path, shape, leaf_dims)
     multiplier = multiplier_fn(path, leaf)
     if multiplier == 0.0:
       decisions.append(_skip(path, shape, "multiplier 0", fans))

@@ -73,7 +73,8 @@ def test_updates_and_params_of_different_structure():
   ],
 )
 def test_bad_dims_name_the_leaf(dims, message):
-  tx = ll2.layer_l2(1e-4, dims={"dense": {"kernel": dims, "bias": None}})
+  mask = {"dense": {"kernel": True, "bias": False}}
+  tx = ll2.layer_l2(1e-4, mask=mask, dims={"dense": {"kernel": dims, "bias": None}})
   with pytest.raises(ValueError, match=message):
     first_update(tx)
 

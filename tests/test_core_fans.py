@@ -126,3 +126,15 @@ def test_receptive_field_multiplies_both_fans():
   fans = ll2.fans((3, 5, 16, 32))
   assert fans.fan_in == 15 * 16 and fans.fan_out == 15 * 32
   assert math.prod((3, 5, 16, 32)) == fans.numel
+
+
+def test_one_dims_for_the_whole_tree_skips_leaves_the_default_mask_excludes():
+  # Equinox `Linear` weights are (out, in); its biases and norm weights are rank 1.
+  params = {
+    "linear": {"weight": jnp.zeros((10, 40)), "bias": jnp.zeros(10)},
+    "norm": {"weight": jnp.zeros(40)},
+  }
+  s = ll2.scales(params, "fan_in", dims=ll2.Dims(in_axes=-1, out_axes=-2))
+  assert s == {"linear": {"weight": 40 / 400, "bias": 0.0}, "norm": {"weight": 0.0}}
+  with pytest.raises(ValueError, match="for leaf 'linear/bias': out_axes axis -2 is out of range"):
+    ll2.scales(params, "fan_in", dims=ll2.Dims(-1, -2), mask={"linear": True, "norm": True})
