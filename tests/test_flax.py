@@ -1,0 +1,478 @@
+"""Flax linen and NNX: fans against the layers' own initializers, and real training loops."""
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+from flax import nnx
+from flax.training import train_state
+
+import optax_layer_l2 as ll2
+
+# --------------------------------------------------------------------------------------------
+# Fans. `variance_scaling(1.0, mode, "uniform")(key, shape)` is
+# `uniform(key, shape, dtype, -1, 1) * sqrt(3 / fan)`, with `fan` computed by JAX from the shape
+# the layer hands its initializer. A kernel_init that divides the one by the other stores
+# `sqrt(3 / fan)` in every weight, so each layer reports, exactly, the fan its own initializer
+# arithmetic uses: no statistics.
+
+
+def seed() -> jax.Array:
+  """A PRNG key of the "rbg" kind: it gives exact fans as well, and compiles far faster."""
+  return jax.random.key(0, impl="rbg")
+
+
+def probe(mode: str) -> Callable[..., jax.Array]:
+  """A kernel_init whose every entry is ``sqrt(3 / fan)``, ``fan`` as JAX computes it."""
+  variance_scaling = jax.nn.initializers.variance_scaling(1.0, mode, "uniform")
+
+  def init(key, shape, dtype=jnp.float32):
+    uniform = jax.random.uniform(key, shape, dtype, -1)  # as variance_scaling draws it
+    return jnp.where(uniform == 0, jnp.nan, variance_scaling(key, shape, dtype) / uniform)
+
+  return init
+
+
+def fan_used(leaf: Any) -> int:
+  """The fan a probed leaf was initialised with (the same in every layer of a stack)."""
+  values = np.asarray(leaf, np.float64)
+  values = values[np.isfinite(values)]
+  fans = 3.0 / np.square(values)
+  fan = int(np.round(fans[0]))
+  np.testing.assert_allclose(fans, fan, rtol=1e-5)
+  return fan
+
+
+def linen_params(module: nn.Module, *inputs: jax.Array) -> Any:
+  return module.init(seed(), *inputs)["params"]
+
+
+def nnx_params(make: Callable[[nnx.Rngs], nnx.Module]) -> Any:
+  return nnx.state(make(nnx.Rngs(seed())), nnx.Param)
+
+
+def stacked_nnx_params(make: Callable[[nnx.Rngs], nnx.Module], layers: int) -> Any:
+  """Params of ``layers`` copies of a module stacked along axis 0 by ``nnx.vmap``."""
+
+  @nnx.split_rngs(splits=layers)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def create(rngs):
+    return make(rngs)
+
+  return nnx.state(create(nnx.Rngs(seed())), nnx.Param)
+
+
+class ScannedDense(nn.Module):
+  """One layer of a stack built by ``nn.scan``: reads the carry (8), outputs 12 features."""
+
+  kernel_init: Callable[..., jax.Array]
+
+  @nn.compact
+  def __call__(self, carry, _):
+    return carry, nn.Dense(12, kernel_init=self.kernel_init)(carry)
+
+
+def scanned_params(init):
+  stack = nn.scan(ScannedDense, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+  return linen_params(stack(init), jnp.ones((1, 8)), None)
+
+
+def general_dims(path: str, leaf: Any) -> ll2.Dims | None:
+  """``dims`` for a DenseGeneral/LinearGeneral kernel ``(5, 6, 3, 4)``: two in, two out axes."""
+  del leaf
+  return ll2.Dims(in_axes=(0, 1), out_axes=(2, 3)) if path.endswith("kernel") else None
+
+
+x_1d, x_2d, x_seq = jnp.ones((1, 8, 4)), jnp.ones((1, 8, 8, 4)), jnp.ones((1, 3, 10))
+
+# (id, params from a kernel_init, the `dims` argument, number of stacked layers)
+FAN_CASES = [
+  (
+    "linen-Dense",
+    lambda init: linen_params(nn.Dense(7, kernel_init=init), jnp.ones((1, 5))),
+    None,
+    1,
+  ),
+  (
+    "nnx-Linear",
+    lambda init: nnx_params(lambda rngs: nnx.Linear(5, 7, kernel_init=init, rngs=rngs)),
+    None,
+    1,
+  ),
+  (
+    "linen-Conv-HWIO",
+    lambda init: linen_params(nn.Conv(6, (3, 3), kernel_init=init), x_2d),
+    None,
+    1,
+  ),
+  (
+    "linen-Conv-1d-grouped",
+    lambda init: linen_params(nn.Conv(6, (5,), feature_group_count=2, kernel_init=init), x_1d),
+    None,
+    1,
+  ),
+  (
+    "nnx-Conv-HWIO",
+    lambda init: nnx_params(lambda rngs: nnx.Conv(4, 6, (3, 3), kernel_init=init, rngs=rngs)),
+    None,
+    1,
+  ),
+  (
+    "linen-Embed",
+    lambda init: linen_params(nn.Embed(11, 5, embedding_init=init), jnp.zeros((1,), jnp.int32)),
+    None,
+    1,
+  ),
+  (
+    "nnx-Embed",
+    lambda init: nnx_params(lambda rngs: nnx.Embed(11, 5, embedding_init=init, rngs=rngs)),
+    None,
+    1,
+  ),
+  (
+    "linen-MultiHeadDotProductAttention",
+    lambda init: linen_params(
+      nn.MultiHeadDotProductAttention(
+        num_heads=4, qkv_features=16, out_features=12, kernel_init=init
+      ),
+      x_seq,
+    ),
+    None,
+    1,
+  ),
+  (
+    "nnx-MultiHeadAttention-grouped-kv",
+    lambda init: nnx_params(
+      lambda rngs: nnx.MultiHeadAttention(
+        num_heads=4,
+        in_features=10,
+        qkv_features=16,
+        out_features=12,
+        num_kv_heads=2,
+        kernel_init=init,
+        decode=False,
+        rngs=rngs,
+      )
+    ),
+    None,
+    1,
+  ),
+  (
+    "linen-DenseGeneral",
+    lambda init: linen_params(
+      nn.DenseGeneral((3, 4), axis=(-2, -1), kernel_init=init), jnp.ones((1, 5, 6))
+    ),
+    general_dims,
+    1,
+  ),
+  (
+    "nnx-LinearGeneral",
+    lambda init: nnx_params(
+      lambda rngs: nnx.LinearGeneral((5, 6), (3, 4), axis=(-2, -1), kernel_init=init, rngs=rngs)
+    ),
+    general_dims,
+    1,
+  ),
+  ("linen-scan-Dense", scanned_params, ll2.stacked(0), 3),
+  (
+    "nnx-vmap-MultiHeadAttention-grouped-kv",
+    lambda init: stacked_nnx_params(
+      lambda rngs: nnx.MultiHeadAttention(
+        num_heads=4,
+        in_features=10,
+        qkv_features=16,
+        num_kv_heads=2,
+        kernel_init=init,
+        decode=False,
+        rngs=rngs,
+      ),
+      layers=3,
+    ),
+    ll2.stacked(0),
+    3,
+  ),
+]
+
+
+@pytest.mark.parametrize(
+  ("build", "dims", "layers"),
+  [case[1:] for case in FAN_CASES],
+  ids=[case[0] for case in FAN_CASES],
+)
+def test_fans_match_the_layers_own_initializer(build, dims, layers):
+  by_mode = {mode: build(probe(mode)) for mode in ("fan_in", "fan_out")}
+  params = by_mode["fan_in"]
+  rows = ll2.describe(params, 1.0, dims=dims).rows
+  factors = jax.tree.leaves(ll2.scales(params, "fan_avg", dims=dims))
+  leaves = {mode: jax.tree.leaves(tree) for mode, tree in by_mode.items()}
+  weights = [i for i, row in enumerate(rows) if row.path.split("/")[-1] in ("kernel", "embedding")]
+  assert weights, "no kernel in the case"
+  for i in weights:
+    fan_in = fan_used(leaves["fan_in"][i])
+    fan_out = fan_used(leaves["fan_out"][i])
+    assert (rows[i].path, rows[i].fan_in, rows[i].fan_out) == (rows[i].path, fan_in, fan_out)
+    numel = leaves["fan_in"][i].size // layers
+    assert factors[i] == pytest.approx((fan_in + fan_out) / numel, rel=1e-12)
+    assert rows[i].skipped is None
+
+
+def test_default_rule_misreads_dense_general_without_dims():
+  # Documents why `dims` is needed: by default, axis -2 alone is fan-in.
+  params = {"kernel": jnp.zeros((5, 6, 3, 4))}
+  (row,) = ll2.describe(params, 1.0).rows
+  assert (row.fan_in, row.fan_out) == (5 * 6 * 3, 5 * 6 * 4)
+  (row,) = ll2.describe(params, 1.0, dims=general_dims).rows
+  assert (row.fan_in, row.fan_out) == (30, 12)
+
+
+# --------------------------------------------------------------------------------------------
+# Training loops: a linen `TrainState` loop and an `nnx.Optimizer` loop.
+
+WEIGHT_DECAY = 1.0
+LEARNING_RATE = 1e-2
+STEPS = 60
+
+
+def teacher_data() -> tuple[jax.Array, jax.Array]:
+  """128 points in 8-D labelled by a random linear teacher into 4 classes."""
+  rng = np.random.default_rng(42)
+  x = rng.normal(size=(128, 8)).astype(np.float32)
+  return jnp.asarray(x), jnp.asarray(np.argmax(x @ rng.normal(size=(8, 4)), axis=-1))
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+class LinenNet(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = nn.LayerNorm(name="norm")(nn.Dense(32, name="hidden")(x))
+    return nn.Dense(4, name="out")(nn.relu(x))
+
+
+class NnxNet(nnx.Module):
+  def __init__(self, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(8, 32, rngs=rngs)
+    self.norm = nnx.LayerNorm(32, rngs=rngs)
+    self.out = nnx.Linear(32, 4, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(nnx.relu(self.norm(self.hidden(x))))
+
+
+DECAYED = ("hidden/kernel", "out/kernel")
+UNTOUCHED = ("hidden/bias", "norm/bias", "norm/scale", "out/bias")
+
+
+def by_path(tree: Any) -> dict[str, np.ndarray]:
+  """Leaves by their ``layer_l2`` path, as NumPy arrays."""
+  rows = ll2.describe(tree, 1.0).rows
+  return {row.path: np.asarray(leaf) for row, leaf in zip(rows, jax.tree.leaves(tree), strict=True)}
+
+
+def linen_state(tx: optax.GradientTransformation) -> train_state.TrainState:
+  x, _ = teacher_data()
+  model = LinenNet()
+  params = model.init(seed(), x)["params"]
+  return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+@jax.jit
+def linen_step(state: train_state.TrainState, x: jax.Array, y: jax.Array):
+  def loss_fn(params):
+    return cross_entropy(state.apply_fn({"params": params}, x), y)
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  return state.apply_gradients(grads=grads), loss
+
+
+def linen_fit(tx: optax.GradientTransformation) -> "Trained":
+  x, y = teacher_data()
+  state, losses = linen_state(tx), []
+  for step in range(STEPS):
+    state, loss = linen_step(state, x, y)
+    losses.append(float(loss))
+    if step == 0:
+      first = state.params
+  return Trained(first, state.params, losses)
+
+
+@nnx.jit
+def nnx_step(model: NnxNet, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+  loss, grads = nnx.value_and_grad(lambda model: cross_entropy(model(x), y))(model)
+  optimizer.update(model, grads)
+  return loss
+
+
+def nnx_fit(tx: optax.GradientTransformation) -> "Trained":
+  x, y = teacher_data()
+  model = NnxNet(nnx.Rngs(seed()))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  losses = []
+  for step in range(STEPS):
+    losses.append(float(nnx_step(model, optimizer, x, y)))
+    if step == 0:
+      first = nnx.clone(nnx.state(model, nnx.Param))
+  return Trained(first, nnx.state(model, nnx.Param), losses)
+
+
+class Trained(NamedTuple):
+  first: Any  # the parameters after one step
+  last: Any  # ... after STEPS steps
+  losses: list[float]
+
+
+def regularised(weight_decay=WEIGHT_DECAY, **kwargs) -> optax.GradientTransformation:
+  return optax.chain(ll2.layer_l2(weight_decay, **kwargs), optax.adam(LEARNING_RATE))
+
+
+# Built once, so that each framework compiles one train step per optimizer.
+OPTIMIZERS = {
+  "adam": optax.adam(LEARNING_RATE),
+  "layer_l2": regularised(),
+  "layer_l2, hidden off": regularised(multipliers={"^hidden/": 0.0}),
+}
+FITS = {"linen": linen_fit, "nnx": nnx_fit}
+
+
+@functools.cache
+def trained(framework: str, optimizer: str) -> Trained:
+  return FITS[framework](OPTIMIZERS[optimizer])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", FITS)
+def test_training_shrinks_kernels_and_leaves_biases_and_norm_scales(framework):
+  plain, decayed = trained(framework, "adam"), trained(framework, "layer_l2")
+  assert decayed.losses[-1] < 0.5 * decayed.losses[0]
+  assert plain.losses[-1] < 0.5 * plain.losses[0]
+  for path in DECAYED:
+    norm = np.linalg.norm(by_path(decayed.last)[path])
+    assert norm < 0.9 * np.linalg.norm(by_path(plain.last)[path]), path
+
+  # One step from the same weights: only the kernels differ, bit for bit.
+  plain_1, decayed_1 = by_path(plain.first), by_path(decayed.first)
+  for path in UNTOUCHED:
+    np.testing.assert_array_equal(decayed_1[path], plain_1[path], err_msg=path)
+  for path in DECAYED:
+    assert not np.array_equal(decayed_1[path], plain_1[path]), path
+
+
+@pytest.mark.parametrize("framework", FITS)
+def test_layer_l2_passes_bias_and_scale_gradients_through_bit_for_bit(framework):
+  params = trained(framework, "adam").last
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.125), params)
+  tx = ll2.layer_l2(WEIGHT_DECAY)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  updates, grads = by_path(updates), by_path(grads)
+  for path in UNTOUCHED:
+    np.testing.assert_array_equal(updates[path], grads[path], err_msg=path)
+  for path in DECAYED:
+    assert not np.array_equal(updates[path], grads[path]), path
+
+
+def test_paths_are_the_same_for_linen_dicts_and_nnx_states():
+  x, _ = teacher_data()
+  linen = LinenNet().init(seed(), x)["params"]
+  state = nnx.state(NnxNet(nnx.Rngs(seed())), nnx.Param)
+  assert [row.path for row in ll2.describe(linen, 1.0).rows] == sorted(DECAYED + UNTOUCHED)
+  assert [row.path for row in ll2.describe(state, 1.0).rows] == sorted(DECAYED + UNTOUCHED)
+  # The full linen variables dict adds the collection name in front.
+  variables = LinenNet().init(seed(), x)
+  assert ll2.describe(variables, 1.0).rows[0].path == "params/hidden/bias"
+
+  def dims(path, leaf):
+    return ll2.Dims(in_axes=-1, out_axes=-2) if path.startswith("out/") else None
+
+  options = {
+    "multipliers": {"^hidden/": 3.0, "norm/scale": 0.5},
+    "dims": dims,
+    "mask": lambda p: jax.tree.map(lambda leaf: leaf.ndim == 2 or leaf.shape == (32,), p),
+  }
+  scales_linen = jax.tree.leaves(ll2.scales(linen, "fan_in", **options))
+  scales_nnx = jax.tree.leaves(ll2.scales(state, "fan_in", **options))
+  assert scales_linen == scales_nnx
+  s = dict(zip(sorted(DECAYED + UNTOUCHED), scales_nnx, strict=True))
+  assert s["hidden/kernel"] == 3.0 * 8 / (8 * 32)  # multiplier 3, fan_in / numel
+  assert s["out/kernel"] == 4 / (32 * 4)  # dims swap the axes: fan_in is 4
+  assert s["norm/scale"] == 0.5 * 1 / 32  # the mask lets it in, rank 1: fan_in 1
+
+
+@pytest.mark.parametrize("framework", FITS)
+def test_multipliers_select_layers_by_path_inside_the_optimizer(framework):
+  plain = by_path(trained(framework, "adam").first)
+  decayed = by_path(trained(framework, "layer_l2, hidden off").first)
+  np.testing.assert_array_equal(decayed["hidden/kernel"], plain["hidden/kernel"])
+  assert not np.array_equal(decayed["out/kernel"], plain["out/kernel"])
+
+
+# --------------------------------------------------------------------------------------------
+# Optax wrappers in the linen loop.
+
+
+def test_multi_steps_in_the_linen_loop_equals_one_step_on_the_mean_gradient():
+  x, y = teacher_data()
+  halves = [(x[:64], y[:64]), (x[64:], y[64:])]
+  state = linen_state(optax.MultiSteps(regularised(), every_k_schedule=2))
+  start = state.params
+  state, _ = linen_step(state, *halves[0])
+  unchanged = jax.tree.map(np.array_equal, state.params, start)
+  assert all(jax.tree.leaves(unchanged)), "MultiSteps applied an update before k micro-steps"
+  state, _ = linen_step(state, *halves[1])
+
+  @jax.jit
+  def one_step_on_the_mean_gradient(state):
+    def grads(x, y):
+      return jax.grad(lambda p: cross_entropy(state.apply_fn({"params": p}, x), y))(state.params)
+
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, grads(*halves[0]), grads(*halves[1]))
+    return state.apply_gradients(grads=mean)
+
+  reference = one_step_on_the_mean_gradient(linen_state(regularised()))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+    state.params,
+    reference.params,
+  )
+  assert not np.array_equal(state.params["hidden"]["kernel"], start["hidden"]["kernel"])
+
+
+def test_inject_hyperparams_in_the_linen_loop_follows_the_injected_rate():
+  x, y = teacher_data()
+  injected = optax.inject_hyperparams(
+    lambda weight_decay, learning_rate: optax.chain(
+      ll2.layer_l2(weight_decay), optax.adam(learning_rate)
+    )
+  )(weight_decay=0.5, learning_rate=LEARNING_RATE)
+  schedule = optax.piecewise_constant_schedule(0.5, {3: 4.0})  # 0.5 for 3 steps, then 2.0
+  scheduled = regularised(schedule)
+  constant = regularised(0.5)
+
+  states = {"injected": linen_state(injected), "scheduled": linen_state(scheduled)}
+  states["constant"] = linen_state(constant)
+  for step in range(6):
+    if step == 3:
+      hyperparams = states["injected"].opt_state.hyperparams
+      hyperparams["weight_decay"] = jnp.asarray(2.0, hyperparams["weight_decay"].dtype)
+    states = {name: linen_step(state, x, y)[0] for name, state in states.items()}
+    if step == 2:  # the schedule is still at 0.5
+      jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        states["scheduled"].params,
+        states["constant"].params,
+      )
+  assert states["scheduled"].opt_state[0].count == 6
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+    states["injected"].params,
+    states["scheduled"].params,
+  )
+  kernel = states["constant"].params["hidden"]["kernel"]
+  assert not np.allclose(states["injected"].params["hidden"]["kernel"], kernel, rtol=1e-5)
