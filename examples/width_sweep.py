@@ -90,7 +90,7 @@ class Config:
     return np.logspace(centre - self.decades / 2, centre + self.decades / 2, self.points)
 
 
-QUICK = Config(widths=(32, 64, 128), seeds=2, points=6, steps=300)
+QUICK = Config(widths=(32, 128), seeds=2, points=6, steps=300)
 
 
 # --- data and model -------------------------------------------------------------------------
@@ -310,6 +310,24 @@ def optimum(row: Row) -> Optimum:
   )
 
 
+def transfer_cost(tuned: Row, target: Row) -> tuple[float, float]:
+  """What reusing ``tuned``'s optimal lambda on ``target`` costs, against retuning.
+
+  Returns the increase in seed-mean test loss and the change in seed-mean test
+  accuracy (percentage points) of ``target`` at the lambda that is optimal for
+  ``tuned``, against ``target`` at its own optimum; both read off ``target``'s
+  curves, linear in log10 lambda, so equal optima cost exactly nothing.
+  """
+  x = np.log10(target.lambdas)
+  loss = target.metrics["test_loss"].mean(axis=1)
+  acc = 100 * target.metrics["test_acc"].mean(axis=1)
+  reused, own = optimum(tuned).log_lambda, optimum(target).log_lambda
+  return (
+    float(np.interp(reused, x, loss) - np.interp(own, x, loss)),
+    float(np.interp(reused, x, acc) - np.interp(own, x, acc)),
+  )
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -371,10 +389,12 @@ def summary(rows: Sequence[Row], cfg: Config) -> str:
     "",
     "Optimal lambda: lowest test loss (mean over seeds), refined by a parabola in log10 lambda.",
     "'<' / '>': at the low / high end of the grid. drift = log10(lambda*_widest / "
-    "lambda*_narrowest); [a, b]: range of the per-seed drifts.",
+    "lambda*_narrowest); [a, b]: the drift between the extreme per-seed optima.",
+    f"reuse cost: at w={widths[-1]}, with the lambda* of w={widths[0]} instead of its own: "
+    "test loss increase / accuracy change (points).",
   ]
   header = f"{'scaling':<8} {'mode':<9} " + " ".join(f"{f'w={w}':>9}" for w in widths)
-  header += f" {'drift':>6}  {'per-seed range':>14}"
+  header += f" {'drift':>6} {'[a, b]':>12} {'reuse cost':>14}"
   lines += [header, "-" * len(header)]
   for mode in cfg.modes:
     for scaling in cfg.scalings:
@@ -386,8 +406,11 @@ def summary(rows: Sequence[Row], cfg: Config) -> str:
       drift = opts[-1].log_lambda - opts[0].log_lambda
       lo = opts[-1].seed_range[0] - opts[0].seed_range[1]
       hi = opts[-1].seed_range[1] - opts[0].seed_range[0]
+      loss, acc = transfer_cost(grid[scaling, mode, widths[0]], grid[scaling, mode, widths[-1]])
       lines.append(
-        f"{scaling:<8} {mode:<9} " + " ".join(cells) + f" {drift:+6.2f}  [{lo:+.1f}, {hi:+.1f}]"
+        f"{scaling:<8} {mode:<9} "
+        + " ".join(cells)
+        + f" {drift:+6.2f} {f'[{lo:+.1f}, {hi:+.1f}]':>12} {f'{loss:+.3f} / {acc:+.1f}':>14}"
       )
   lines += [
     "",
