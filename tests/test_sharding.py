@@ -1,0 +1,235 @@
+"""``layer_l2`` on a device mesh: layouts kept, no communication, the same numbers.
+
+JAX fixes its device count when it starts, so the checks run once in a child
+process that asks for 8 CPU devices (``XLA_FLAGS``); this module is that
+child when run as a script, and the tests below read the JSON it prints.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+from flax.training import train_state
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import optax_layer_l2 as ll2
+
+DEVICES = 8
+STEPS = 3
+COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "collective-permute", "all-to-all")
+
+
+class MLP(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = nn.LayerNorm(name="norm")(nn.relu(nn.Dense(64, name="hidden")(x)))
+    return nn.Dense(16, name="out")(x)
+
+
+def fsdp_spec(path: str, leaf) -> P:
+  return P("fsdp", None) if leaf.ndim == 2 else P()
+
+
+def data_model_spec(path: str, leaf) -> P:
+  specs = {
+    "hidden/kernel": P(None, "model"),
+    "hidden/bias": P("model"),
+    "norm/scale": P("model"),
+    "norm/bias": P("model"),
+    "out/kernel": P("model", None),
+  }
+  return specs.get(path, P())
+
+
+def layouts():
+  """(mesh, spec of each parameter by path, spec of the batch) for each layout."""
+  devices = np.array(jax.devices())
+  return {
+    "fsdp": (Mesh(devices, ("fsdp",)), fsdp_spec, P("fsdp")),
+    "data x model": (Mesh(devices.reshape(2, 4), ("data", "model")), data_model_spec, P("data")),
+    "fsdp, explicit axes": (
+      jax.make_mesh((DEVICES,), ("fsdp",), axis_types=(AxisType.Explicit,)),
+      fsdp_spec,
+      P("fsdp"),
+    ),
+  }
+
+
+def shard(tree, mesh, spec):
+  def put(keypath, leaf):
+    path = jax.tree_util.keystr(keypath, simple=True, separator="/")
+    return jax.device_put(leaf, NamedSharding(mesh, spec(path, leaf)))
+
+  return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_step(state, x, y):
+  loss, grads = jax.value_and_grad(
+    lambda params: cross_entropy(state.apply_fn({"params": params}, x), y)
+  )(state.params)
+  return state.apply_gradients(grads=grads), loss
+
+
+def communication(compiled) -> int:
+  text = compiled.as_text()
+  return sum(text.count(f" {op}(") + text.count(f" {op}-start(") for op in COLLECTIVES)
+
+
+def layout_of(tree) -> list[str]:
+  """Every array leaf's sharding, written so that equivalent ones compare equal."""
+  return [
+    str(leaf.sharding.spec) if leaf.ndim else "scalar"
+    for leaf in jax.tree.leaves(tree)
+    if leaf.ndim == 0 or isinstance(leaf.sharding, NamedSharding)
+  ]
+
+
+def same_layout(a, b) -> bool:
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return all(x.sharding.is_equivalent_to(y.sharding, x.ndim) for x, y in pairs if x.ndim)
+
+
+def max_relative_difference(a, b) -> float:
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return max(float(np.max(np.abs(x - y)) / np.max(np.abs(y))) for x, y in pairs)
+
+
+def child() -> dict:
+  """Runs every check on 8 devices; returns the findings by layout."""
+  assert jax.device_count() == DEVICES, jax.devices()
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(32, 24)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 16, size=32))
+  model = MLP()
+  params = model.init(jax.random.key(0), x)["params"]
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+  schedule = optax.linear_schedule(0.5, 0.1, transition_steps=STEPS)
+  decay = ll2.layer_l2(schedule, "fan_avg")
+  optimizers = {"layer_l2": optax.chain(decay, optax.adam(1e-2)), "adam": optax.adam(1e-2)}
+
+  def fit(params, x, y, tx, steps, pin_on=None):
+    """``steps`` train steps, compiled once; with a mesh, the state stays laid out as it came."""
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    state = state.replace(step=jnp.zeros((), jnp.int32))
+    out_shardings = None
+    if pin_on is not None:
+      replicated = NamedSharding(pin_on, P())
+      layout = jax.tree.map(
+        lambda leaf: leaf.sharding if isinstance(leaf.sharding, NamedSharding) else replicated,
+        state,
+      )
+      state = jax.device_put(state, layout)
+      out_shardings = (layout, replicated)
+    step = jax.jit(train_step, out_shardings=out_shardings).lower(state, x, y).compile()
+    start = state
+    for _ in range(steps):
+      state, _ = step(state, x, y)
+    return start, state, step
+
+  decay_state = decay.init(params)
+  reference_update, _ = jax.jit(decay.update)(grads, decay_state, params)
+  _, reference, _ = fit(params, x, y, optimizers["layer_l2"], STEPS)
+
+  findings = {}
+  for name, (mesh, spec, batch_spec) in layouts().items():
+    sharded_params, sharded_grads = shard(params, mesh, spec), shard(grads, mesh, spec)
+    batch = NamedSharding(mesh, batch_spec)
+    xs, ys = jax.device_put(x, batch), jax.device_put(y, batch)
+
+    # The decay alone, jitted with nothing pinned.
+    update = jax.jit(decay.update)
+    decayed, _ = update(sharded_grads, decay_state, sharded_params)
+    compiled_update = update.lower(sharded_grads, decay_state, sharded_params).compile()
+
+    # A whole train step, its output pinned to the input's layout (as sharded training does).
+    start, state, _ = fit(sharded_params, xs, ys, optimizers["layer_l2"], STEPS, mesh)
+
+    # The same step with nothing pinned: does layer_l2 change what XLA decides?
+    free = {tx_name: fit(sharded_params, xs, ys, tx, 1) for tx_name, tx in optimizers.items()}
+    findings[name] = {
+      "decay_bitwise_equal": all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(decayed), jax.tree.leaves(reference_update), strict=True)
+      ),
+      "decay_keeps_layout": same_layout(sharded_params, decayed),
+      "decay_communication": communication(compiled_update),
+      "step_keeps_layout": same_layout(start.params, state.params)
+      and same_layout(start.opt_state, state.opt_state),
+      "step_relative_difference": max_relative_difference(state.params, reference.params),
+      "free_communication": [communication(free[tx_name][2]) for tx_name in optimizers],
+      "free_layout": [layout_of(free[tx_name][1].params) for tx_name in optimizers],
+      "free_opt_layout": [
+        layout_of(free["layer_l2"][1].opt_state[1][0].mu),
+        layout_of(free["adam"][1].opt_state[0].mu),
+      ],
+      "sharded_leaves": sum(
+        not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_params)
+      ),
+    }
+  return findings
+
+
+LAYOUTS = ("fsdp", "data x model", "fsdp, explicit axes")
+
+
+@pytest.fixture(scope="module")
+def findings() -> dict:
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
+  env["JAX_PLATFORMS"] = "cpu"
+  result = subprocess.run(
+    [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600
+  )
+  assert result.returncode == 0, result.stderr[-4000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_parameters_are_really_sharded(findings, layout):
+  assert findings[layout]["sharded_leaves"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_decay_is_computed_shard_by_shard(findings, layout):
+  found = findings[layout]
+  assert found["decay_bitwise_equal"]
+  assert found["decay_keeps_layout"]
+  assert found["decay_communication"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sharded_train_step_matches_unsharded_and_keeps_layout(findings, layout):
+  found = findings[layout]
+  assert found["step_keeps_layout"]
+  assert found["step_relative_difference"] < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layer_l2_changes_neither_layout_nor_communication_xla_chooses(findings, layout):
+  # Left to itself, XLA may move a leaf (it shards the LayerNorm bias under FSDP, with or
+  # without layer_l2); layer_l2 must not change any of its choices, nor add communication.
+  with_decay, adam_only = findings[layout]["free_communication"]
+  assert with_decay == adam_only > 0
+  with_decay, adam_only = findings[layout]["free_layout"]
+  assert with_decay == adam_only
+  with_decay, adam_only = findings[layout]["free_opt_layout"]
+  assert with_decay == adam_only
+
+
+if __name__ == "__main__":
+  print(json.dumps(child()))
