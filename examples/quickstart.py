@@ -22,6 +22,7 @@ Run it from a clone of the repository::
 
 import argparse
 import dataclasses
+import functools
 import time
 
 import jax
@@ -105,9 +106,10 @@ def train_step(state: train_state.TrainState, x: jax.Array, y: jax.Array):
   return state.apply_gradients(grads=grads), loss
 
 
-@jax.jit
-def evaluate(state: train_state.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-  logits = state.apply_fn({"params": state.params}, x)
+@functools.partial(jax.jit, static_argnums=0)
+def evaluate(apply_fn, params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+  """Accuracy and cross-entropy of the model ``apply_fn`` with ``params`` on ``(x, y)``."""
+  logits = apply_fn({"params": params}, x)
   return {
     "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
     "cross_entropy": cross_entropy(logits, y),
@@ -133,7 +135,7 @@ def train(name, model, params, tx, data, order, eval_every) -> Run:
       state, loss = train_step(state, x[idx], y[idx])
       bar.update()
       if step % eval_every == 0 or step == len(order):
-        test = jax.device_get(evaluate(state, data["x_test"], data["y_test"]))
+        test = jax.device_get(evaluate(model.apply, state.params, data["x_test"], data["y_test"]))
         curve.append((step, float(test["accuracy"]), float(test["cross_entropy"])))
         bar.set_postfix(loss=f"{float(loss):.3f}", test_acc=f"{test['accuracy']:.3f}")
   return Run(name, state, curve)
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None) -> list[Run]:
   rows = [
     results_row(
       run.name,
-      evaluate(run.state, data["x"], data["y"]),
-      evaluate(run.state, data["x_test"], data["y_test"]),
+      evaluate(model.apply, run.state.params, data["x"], data["y"]),
+      evaluate(model.apply, run.state.params, data["x_test"], data["y_test"]),
       ll2.penalty(run.state.params, args.weight_decay, args.scaling),
     )
     for run in runs
