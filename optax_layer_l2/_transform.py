@@ -43,9 +43,19 @@ def _add_decay(update: Any, param: Any, scale: float | None, weight_decay: Any) 
   """``update + weight_decay * scale * param``, rounded once to the update's dtype."""
   if update is None or not scale:
     return update
+  coeff = coefficient(weight_decay, scale)
+  if (
+    type(coeff) is float
+    and isinstance(update, jax.Array)
+    and update.dtype == param.dtype == jnp.float32
+  ):
+    # The common case, traced with no more work than `add_decayed_weights`:
+    # no casts, and the Python coefficient becomes a float32 literal, rounded
+    # as `jnp.asarray(coeff, jnp.float32)` would round it.
+    return update + coeff * param
   update = jnp.asarray(update)
   dtype = compute_dtype(update.dtype, param.dtype)
-  coeff = jnp.asarray(coefficient(weight_decay, scale), dtype)
+  coeff = jnp.asarray(coeff, dtype)
   return (update.astype(dtype) + coeff * param.astype(dtype)).astype(update.dtype)
 
 
