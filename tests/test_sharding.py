@@ -240,5 +240,34 @@ def test_layer_l2_changes_neither_layout_nor_communication_xla_chooses(findings)
   assert free["moved"]  # this check has teeth: XLA did choose a layout of its own
 
 
+class BoxedMLP(nn.Module):
+  """Kernels annotated for sharding by ``nn.with_partitioning``, as linen users do."""
+
+  @nn.compact
+  def __call__(self, x):
+    init = nn.with_partitioning(nn.initializers.lecun_normal(), ("fsdp", None))
+    x = nn.relu(nn.Dense(8, kernel_init=init, name="hidden")(x))
+    return nn.Dense(3, kernel_init=init, name="out")(x)
+
+
+def test_partitioned_boxes_have_the_paths_and_the_decay_of_bare_arrays():
+  params = BoxedMLP().init(jax.random.key(0, impl="rbg"), jnp.ones((2, 4)))["params"]
+  assert isinstance(params["hidden"]["kernel"], nn.Partitioned)
+  bare = nn.meta.unbox(params)
+  rows, bare_rows = ll2.describe(params, 0.5).rows, ll2.describe(bare, 0.5).rows
+  assert rows == bare_rows
+  assert [row.path for row in rows if row.skipped is None] == ["hidden/kernel", "out/kernel"]
+
+  tx = ll2.layer_l2(0.5)
+  grads = jax.tree.map(jnp.ones_like, params)  # boxed, as jax.grad returns them
+  updates, _ = tx.update(grads, tx.init(params), params)
+  bare_updates, _ = tx.update(nn.meta.unbox(grads), tx.init(bare), bare)
+  assert isinstance(updates["hidden"]["kernel"], nn.Partitioned)
+  assert updates["hidden"]["kernel"].names == ("fsdp", None)
+  pairs = zip(jax.tree.leaves(nn.meta.unbox(updates)), jax.tree.leaves(bare_updates), strict=True)
+  for a, b in pairs:
+    np.testing.assert_array_equal(a, b)
+
+
 if __name__ == "__main__":
   print(json.dumps(child()))
