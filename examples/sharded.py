@@ -2,8 +2,8 @@
 
 ``layer_l2`` adds ``weight_decay * s * w`` leaf by leaf, so under ``jax.jit``
 the decay of each shard is computed where the shard lives: no communication,
-and every parameter and optimizer-state leaf keeps the sharding it came with.
-This program shows it for two layouts of a Flax linen MLP:
+and each leaf comes out laid out as it went in. This program shows it for two
+layouts of a Flax linen MLP:
 
 * ``fsdp``: one mesh axis of all devices; every kernel is split along its
   first axis (``PartitionSpec("fsdp", None)``) and the batch along the same
@@ -12,13 +12,16 @@ This program shows it for two layouts of a Flax linen MLP:
   over ``model`` (Megatron-style), the batch over ``data``.
 
 For each layout it trains a few steps of
-``optax.chain(ll2.layer_l2(...), optax.adam(...))`` sharded and unsharded and
-prints whether every leaf kept its sharding, whether the decay step
-communicates, and how far the sharded run is from the unsharded one.
+``optax.chain(ll2.layer_l2(...), optax.adam(...))``, the step compiled with
+its output pinned to the input's layout as sharded training does, and prints:
+whether the decay alone, compiled with nothing pinned, keeps every leaf's
+layout; how many communication ops the decay holds, and the whole step (with
+``layer_l2`` / with plain Adam); and how far the sharded run ends from the
+unsharded one.
 
-On a machine with one CPU, JAX can pretend to have 8 devices; this program
-asks for that (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) unless
-``XLA_FLAGS`` is already set. The flag must be set before JAX is imported::
+It runs on the accelerators if there are at least two. Otherwise it asks the
+CPU to pose as 8 devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``,
+set here unless ``XLA_FLAGS`` is already set; JAX reads it when imported)::
 
   python examples/sharded.py
   python examples/sharded.py --steps 20 --width 512
@@ -55,9 +58,9 @@ class MLP(nn.Module):
     return nn.Dense(16, name="out")(x)
 
 
-def fsdp_layout(devices: int):
+def fsdp_layout(devices: list[jax.Device]):
   """Every kernel split along its first axis, the batch over the same mesh axis."""
-  mesh = Mesh(np.array(jax.devices()), ("fsdp",))
+  mesh = Mesh(np.array(devices), ("fsdp",))
 
   def spec(path: str, leaf) -> P:
     return P("fsdp", None) if leaf.ndim == 2 else P()
@@ -65,9 +68,9 @@ def fsdp_layout(devices: int):
   return mesh, spec, P("fsdp")
 
 
-def data_model_layout(devices: int):
+def data_model_layout(devices: list[jax.Device]):
   """A ``data x model`` mesh: hidden units over ``model``, the batch over ``data``."""
-  mesh = Mesh(np.array(jax.devices()).reshape(2, devices // 2), ("data", "model"))
+  mesh = Mesh(np.array(devices).reshape(2, len(devices) // 2), ("data", "model"))
 
   def spec(path: str, leaf) -> P:
     if path == "hidden/kernel":
@@ -136,12 +139,16 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--weight-decay", type=float, default=0.1, help="lambda of layer_l2")
   args = parser.parse_args(argv)
 
-  devices = jax.device_count()
-  if devices < 2 or devices % 2 or args.width % devices:
+  devices = jax.devices()
+  if len(devices) < 2:  # one accelerator: use the CPU devices that XLA_FLAGS asked for
+    devices = jax.devices("cpu")
+  if len(devices) < 2 or len(devices) % 2 or args.width % len(devices):
     raise SystemExit(
-      f"Needs an even number of devices (at least 2) that divides --width; found {devices}."
+      f"Needs an even number of devices (at least 2) that divides --width; found {devices}. "
+      "Unset XLA_FLAGS to get 8 CPU devices."
     )
-  print(f"{devices} devices: {jax.devices()}")
+  print(f"{len(devices)} devices: {devices}")
+  jax.config.update("jax_default_device", devices[0])  # the unsharded run, on the same kind
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(64, 32)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 16, size=64))
