@@ -4,7 +4,8 @@ Five measurements, each against ``optax.add_decayed_weights`` on the same mask
 (and plain ``optax.adam`` where it makes sense):
 
 1. the time of a jitted, donated train step on a ~100M-parameter MLP and on a
-   1,000-leaf model;
+   1,000-leaf model, and whether the compiled step is the same program as
+   with ``add_decayed_weights`` (it is, but for the decay's constants);
 2. the time of the update alone (``update`` + ``optax.apply_updates``), as
    bytes/s against a plain jitted ``p + a * g``, the machine's roofline;
 3. trace and compile time against the number of leaves;
@@ -15,18 +16,22 @@ Times are medians over rounds in which every program runs once, in an order
 that rotates from round to round; a ratio is the median of the ratios taken
 within each round, so that load which comes and goes hits both sides of it.
 Every program is compiled ahead of time and run twice before it is timed.
-The table is printed and, for a full run, written to ``docs/performance.md``.
+The table is printed and, for a full run, written to ``docs/performance.md``;
+progress goes to stderr.
 
 Usage::
 
   python benchmarks/step_time.py            # the full run: 10-15 minutes on 2 CPU cores
-  python benchmarks/step_time.py --quick    # a smoke run on small models, in seconds
+  python benchmarks/step_time.py --quick    # a smoke run on small models, under a minute
   python benchmarks/step_time.py --quick --output perf.md  # write the table there
 """
 
 import argparse
 import dataclasses
 import datetime
+import functools
+import gc
+import itertools
 import math
 import os
 import platform
@@ -50,6 +55,9 @@ LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 1e-4
 MiB = 2**20
 
+Runner = Callable[[int], Any]
+"""Runs a timed program ``n`` times and waits for the device."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -67,6 +75,8 @@ class Settings:
     compile_leaves: the tree sizes of the trace-and-compile measurement.
     sample_seconds: the least time one timed sample lasts; a program that is
       faster is called several times in a row within it.
+    copies: how many times each timed program is compiled (see
+      :func:`compile_copies`).
   """
 
   mlp_width: int
@@ -78,6 +88,7 @@ class Settings:
   compile_rounds: int
   compile_leaves: tuple[int, ...]
   sample_seconds: float
+  copies: int
 
 
 FULL = Settings(
@@ -90,6 +101,7 @@ FULL = Settings(
   compile_rounds=5,
   compile_leaves=(10, 100, 1000, 5000),
   sample_seconds=0.3,
+  copies=2,
 )
 QUICK = Settings(
   mlp_width=128,
@@ -101,6 +113,7 @@ QUICK = Settings(
   compile_rounds=1,
   compile_leaves=(10, 100),
   sample_seconds=0.01,
+  copies=1,
 )
 
 
@@ -276,7 +289,7 @@ def paired(samples: dict[str, list[float]], a: str, b: str) -> Spread:
 
 
 def interleaved(
-  runners: dict[str, Callable[[int], Any]], rounds: int, sample_seconds: float
+  runners: dict[str, Runner], rounds: int, sample_seconds: float
 ) -> dict[str, list[float]]:
   """Seconds per call of each runner, one sample of each per round.
 
@@ -284,6 +297,7 @@ def interleaved(
   All are run twice first (the first run of a donated program touches fresh
   pages); then as many calls make a sample as it takes the slowest to last
   ``sample_seconds``, and the order of the runners rotates by one each round.
+  Python's garbage collector runs between rounds, not within a sample.
   """
   names = list(runners)
   slowest = 0.0
@@ -296,11 +310,53 @@ def interleaved(
   samples: dict[str, list[float]] = {name: [] for name in names}
   for round_ in range(rounds):
     shift = round_ % len(names)
-    for name in names[shift:] + names[:shift]:
-      start = time.perf_counter()
-      runners[name](calls)
-      samples[name].append((time.perf_counter() - start) / calls)
+    gc.collect()
+    gc.disable()
+    try:
+      for name in names[shift:] + names[:shift]:
+        start = time.perf_counter()
+        runners[name](calls)
+        samples[name].append((time.perf_counter() - start) / calls)
+    finally:
+      gc.enable()
   return samples
+
+
+def compile_copies(
+  makers: dict[str, Callable[[], tuple[Runner, Any]]], copies: int
+) -> tuple[dict[str, Runner], dict[str, Any]]:
+  """Compiles each program ``copies`` times, in mirrored orders; its runner uses them in turn.
+
+  XLA on CPU runs a program that a process compiled later measurably slower
+  than the same program compiled earlier: by up to 20% for the 1,000-leaf
+  programs here, on the machine this was written on. A program compiled after
+  its reference would look slower than it is. Compiled in the order A B C,
+  then C B A, every program has the same mean place in the order; the runner
+  of each uses its copies in turn, one a round.
+
+  Args:
+    makers: by name, a function that compiles a program and returns its
+      runner and the compiled program.
+    copies: how many copies of each.
+
+  Returns:
+    The runners, and the first compiled copy of each program, by name.
+  """
+  names = list(makers)
+  made: dict[str, list[tuple[Runner, Any]]] = {name: [] for name in names}
+  for copy in range(copies):
+    for name in names if copy % 2 == 0 else reversed(names):
+      log(f"  compiling {name}" + (f" (copy {copy + 1} of {copies})" if copies > 1 else ""))
+      made[name].append(makers[name]())
+
+  def in_turn(runners: list[Runner]) -> Runner:
+    turn = itertools.count()
+    return lambda calls: runners[next(turn) % len(runners)](calls)
+
+  return (
+    {name: in_turn([runner for runner, _ in made[name]]) for name in names},
+    {name: made[name][0][1] for name in names},
+  )
 
 
 # --------------------------------------------------------------------------
@@ -470,7 +526,7 @@ class SharedTraining:
     self.adam_state = adam_state_of(optax.adam(LEARNING_RATE).init(self.params))
     self.loss = jnp.zeros(())
 
-  def runner(self, tx: optax.GradientTransformation) -> tuple[Callable[[int], None], Any]:
+  def runner(self, tx: optax.GradientTransformation) -> tuple[Runner, Any]:
     """A function that takes ``n`` steps with ``tx``, and the compiled step."""
     model = self.model
 
@@ -534,12 +590,11 @@ def same_program(ours: str, theirs: str) -> str:
 def measure_steps(model: Model, scalings: Sequence[str], settings: Settings) -> StepResult:
   optimizers = train_optimizers(model.mask(), scalings)
   training = SharedTraining(model)
-  runners, memory, programs = {}, {}, {}
-  for name, tx in optimizers.items():
-    log(f"  compiling {name}")
-    runners[name], compiled = training.runner(tx)
-    memory[name] = compiled.memory_analysis()
-    programs[name] = program_text(compiled)
+  makers = {name: functools.partial(training.runner, tx) for name, tx in optimizers.items()}
+  runners, compiled = compile_copies(makers, settings.copies)
+  memory = {name: program.memory_analysis() for name, program in compiled.items()}
+  programs = {name: program_text(program) for name, program in compiled.items()}
+  del compiled
   log(f"  timing {len(runners)} steps x {settings.step_rounds} rounds")
   samples = interleaved(runners, settings.step_rounds, settings.sample_seconds)
   result = StepResult(model, samples, memory, programs)
@@ -665,7 +720,7 @@ def measure_update(model: Model, settings: Settings, verdicts: Verdicts) -> str:
   functions = {ROOFLINE: roofline} | {name: updated(tx) for name, tx in transforms.items()}
   carried = {"params": jax.tree.map(jnp.copy, model.params)}
 
-  def runner(function: Callable[[Any, Any], Any]) -> Callable[[int], None]:
+  def runner(function: Callable[[Any, Any], Any]) -> tuple[Runner, Any]:
     compiled = jax.jit(function, donate_argnums=0).lower(carried["params"], grads).compile()
 
     def run(calls: int) -> None:
@@ -673,9 +728,10 @@ def measure_update(model: Model, settings: Settings, verdicts: Verdicts) -> str:
         carried["params"] = compiled(carried["params"], grads)
       jax.block_until_ready(carried["params"])
 
-    return run
+    return run, compiled
 
-  runners = {name: runner(function) for name, function in functions.items()}
+  makers = {name: functools.partial(runner, function) for name, function in functions.items()}
+  runners, _ = compile_copies(makers, settings.copies)
   log(f"  timing {len(runners)} programs x {settings.update_rounds} rounds")
   s = interleaved(runners, settings.update_rounds, settings.sample_seconds)
   moved = 3 * model.nbytes  # read p and g, write p
@@ -949,7 +1005,16 @@ def report(settings: Settings, quick: bool) -> str:
     "of the ratios within each round, with a 95% confidence interval of that median in "
     "brackets (two order statistics: no assumption on the distribution). Every program is "
     "compiled ahead of time and run twice before it is timed, and takes and donates its "
-    "parameters and optimizer state as a training loop does.",
+    "parameters and optimizer state as a training loop does. "
+    + (
+      f"Each timed program is compiled {settings.copies} times, in the order A B C then "
+      "C B A, and its copies take turns from round to round: XLA on CPU runs a program "
+      "that a process compiled later slower than an earlier copy of the very same "
+      "program (by up to 20% for the 1,000-leaf programs, on this machine), which would "
+      "otherwise count against whichever program was compiled last."
+      if settings.copies > 1
+      else "Each timed program is compiled once."
+    ),
     "## Machine",
     machine(load_before),
     noise_note(step_results),
