@@ -427,28 +427,121 @@ def summary(rows: Sequence[Row], cfg: Config) -> str:
         o = optimum(grid[scaling, mode, w])
         cells.append(f"{100 * o.acc_at_optimum:.1f}/{100 * o.best_acc:.1f}".rjust(11))
       lines.append(f"{scaling:<8} {mode:<13} " + " ".join(cells))
+  lines += ["", "Best test loss (mean over seeds) over the grid."]
+  header = f"{'scaling':<8} {'mode':<13} " + " ".join(f"{f'w={w}':>7}" for w in widths)
+  lines += [header, "-" * len(header)]
+  cells = [f"{base[w].metrics['test_loss'].mean():7.3f}" for w in widths]
+  lines.append(f"{'-':<8} {'unregularised':<13} " + " ".join(cells))
+  for mode in cfg.modes:
+    for scaling in cfg.scalings:
+      cells = [
+        f"{np.nanmin(grid[scaling, mode, w].metrics['test_loss'].mean(axis=1)):7.3f}"
+        for w in widths
+      ]
+      lines.append(f"{scaling:<8} {mode:<13} " + " ".join(cells))
+  if "coupled" in cfg.modes and "none" in cfg.scalings:
+    lines += [
+      "",
+      "Coupled: lambda* against the rescaling-symmetry prediction lambda*_none / geomean(s)",
+      "(observed / predicted; see symmetry_prediction).",
+    ]
+    header = f"{'scaling':<8} " + " ".join(f"{f'w={w}':>17}" for w in widths)
+    lines += [header, "-" * len(header)]
+    for scaling in cfg.scalings:
+      cells = []
+      for w in widths:
+        observed = optimum(grid[scaling, "coupled", w]).log_lambda
+        none = optimum(grid["none", "coupled", w]).log_lambda
+        predicted = symmetry_prediction(none, w, scaling)
+        cells.append(f"{10**observed:.2g} / {10**predicted:.2g}".rjust(17))
+      lines.append(f"{scaling:<8} " + " ".join(cells))
   lines += [
     "",
-    "Per-layer balance of trained weights: mean square ms times (n_in + n_out) and times n_in",
-    "for the three kernels (equal across layers: fan_avg / fan_in gives each layer the same",
-    "penalty). Unregularised, and at the optimum of fan_avg coupled.",
+    "Mean square ms of the trained kernels (40->w, w->w, w->10; mean over seeds), times",
+    "(n_in + n_out) and times n_in. Glorot init gives (n_in + n_out)*ms = 2, LeCun n_in*ms = 1.",
   ]
   header = f"{'width':>5} {'weights':<22} {'(n_in+n_out)*ms':>24} {'n_in*ms':>24}"
   lines += [header, "-" * len(header)]
   for w in widths:
-    shapes = layer_shapes(w)
-    sources = [("unregularised", base[w], 0)]
+    sources = [("unregularised", base[w])]
     if ("fan_avg", "coupled", w) in grid:
-      row = grid["fan_avg", "coupled", w]
-      o = optimum(row)
-      i = int(np.argmin(np.abs(np.log10(row.lambdas) - o.log_lambda)))
-      sources.append(("fan_avg coupled opt", row, i))
-    for name, row, i in sources:
-      ms = [row.metrics[f"ms_{layer}"][i].mean() for layer in LAYERS]
-      avg = " ".join(f"{(a + b) * m:7.2f}" for (a, b), m in zip(shapes, ms, strict=True))
-      inn = " ".join(f"{a * m:7.2f}" for (a, _), m in zip(shapes, ms, strict=True))
+      sources.append(("fan_avg coupled optimum", grid["fan_avg", "coupled", w]))
+    for name, row in sources:
+      ms = trained_mean_square(row)
+      n_in, n_out = np.array(layer_shapes(w)).T
+      avg = " ".join(f"{v:7.2f}" for v in (n_in + n_out) * ms)
+      inn = " ".join(f"{v:7.2f}" for v in n_in * ms)
       lines.append(f"{w:>5} {name:<22} {avg:>24} {inn:>24}")
+  lines += [
+    "",
+    "How unequal is the per-layer penalty s*||W||^2 of the three kernels under each scaling?",
+    "max / min over the kernels (1.0: every layer pays alike). Of the unregularised trained",
+    "weights, and, for comparison, of the expected Glorot init (ms = 2 / (n_in + n_out)).",
+  ]
+  header = f"{'penalty measured by':<27} " + " ".join(f"{f'w={w}':>7}" for w in widths)
+  lines += [header, "-" * len(header)]
+  for source in ("unregularised", "Glorot init"):
+    for scaling in SCALINGS:
+      cells = []
+      for w in widths:
+        if source == "Glorot init":
+          ms = np.array([2 / (a + b) for a, b in layer_shapes(w)])
+        else:
+          ms = trained_mean_square(base[w])
+        cells.append(f"{penalty_spread(ms, w, scaling):7.1f}")
+      lines.append(f"{f'{scaling}, {source}':<27} " + " ".join(cells))
+  lines += [
+    "",
+    "The same spread at each (scaling, mode)'s optimum, measured by that scaling.",
+  ]
+  header = f"{'optimum of':<27} " + " ".join(f"{f'w={w}':>7}" for w in widths)
+  lines += [header, "-" * len(header)]
+  for mode in cfg.modes:
+    for scaling in cfg.scalings:
+      cells = []
+      for w in widths:
+        ms = trained_mean_square(grid[scaling, mode, w])
+        cells.append(f"{penalty_spread(ms, w, scaling):7.1f}")
+      lines.append(f"{f'{scaling} {mode}':<27} " + " ".join(cells))
   return "\n".join(lines)
+
+
+def trained_mean_square(row: Row) -> np.ndarray:
+  """Seed-mean mean square of the three kernels, at the grid point nearest the optimum."""
+  i = 0
+  if row.mode != UNREGULARISED[1]:
+    i = int(np.argmin(np.abs(np.log10(row.lambdas) - optimum(row).log_lambda)))
+  return np.array([row.metrics[f"ms_{layer}"][i].mean() for layer in LAYERS])
+
+
+def kernel_factors(width: int, scaling: str) -> np.ndarray:
+  """The factor ``s`` of each kernel, from ``ll2.scales`` (shapes are enough)."""
+  shapes = {
+    layer: {"kernel": jax.ShapeDtypeStruct(shape, jnp.float32)}
+    for layer, shape in zip(LAYERS, layer_shapes(width), strict=True)
+  }
+  factors = ll2.scales(shapes, scaling)
+  return np.array([factors[layer]["kernel"] for layer in LAYERS])
+
+
+def penalty_spread(ms: np.ndarray, width: int, scaling: str) -> float:
+  """max / min over the kernels of ``s * ||W||^2``."""
+  numel = np.array([a * b for a, b in layer_shapes(width)])
+  per_layer = kernel_factors(width, scaling) * numel * ms
+  return float(per_layer.max() / per_layer.min())
+
+
+def symmetry_prediction(none_log_lambda: float, width: int, scaling: str) -> float:
+  """log10 of the lambda that matches plain L2's ``10**none_log_lambda`` in a ReLU MLP.
+
+  Scaling kernel ``l`` by ``a_l`` (and the biases along) with ``prod(a_l) = 1``
+  leaves a ReLU MLP's function unchanged, and minimising
+  ``sum_l s_l ||W_l||^2`` over those rescalings leaves
+  ``L * prod(s_l)**(1/L) * prod(||W_l||^2)**(1/L)``. So the penalised problems of
+  ``(lambda, s)`` and of plain L2 with ``lambda * prod(s_l)**(1/L)`` have the
+  same minimisers up to rescaling: only the geometric mean of the factors counts.
+  """
+  return none_log_lambda - float(np.mean(np.log10(kernel_factors(width, scaling))))
 
 
 def _width_colours(widths: Sequence[int]) -> dict[int, tuple]:
@@ -513,6 +606,12 @@ def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
         ax.fill_between(
           cfg.widths, 10 ** (lo - ref), 10 ** (hi - ref), color=line.get_color(), alpha=0.15, lw=0
         )
+        if mode == "coupled" and scaling != "none" and "none" in cfg.scalings:
+          predicted = [
+            symmetry_prediction(optimum(grid["none", mode, w]).log_lambda, w, scaling)
+            for w in cfg.widths
+          ]
+          ax.plot(cfg.widths, 10 ** (np.array(predicted) - ref), "--", color=line.get_color())
         edge = [w for w, o in zip(cfg.widths, opts, strict=True) if o.edge]
         if edge:
           ax.plot(
@@ -536,7 +635,8 @@ def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   axes[1, 0].set_ylabel("lambda*(w) / lambda*(narrowest)")
   fig.suptitle(
     "Optimal lambda (lowest mean test loss) against width; flat = lambda transfers.\n"
-    "Band: range of per-seed optima; x: optimum at the grid's edge"
+    "Band: range of per-seed optima; x: optimum at the grid's edge; dashed (coupled): "
+    "none's optimum / geometric mean of s"
   )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -546,40 +646,36 @@ def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
 def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   """Trained mean square per layer against 1/(n_in + n_out) and against 1/n_in.
 
-  A row of panels per mode. Each width's three kernels are joined by a thin
-  line: a line parallel to ``ms = x`` means the three layers pay the same
-  penalty under the scaling of that panel's x axis (``fan_avg`` on the left,
-  ``fan_in`` on the right).
+  Rows of panels: the unregularised networks, then each mode at the optima of
+  ``none``, ``fan_avg`` and ``fan_in`` (``numel`` is in the printed tables).
+  Each width's three kernels are joined by a thin line: a line parallel to
+  ``ms = x`` means the three layers pay the same penalty under the scaling of
+  that column (``fan_avg`` on the left, ``fan_in`` on the right).
   """
   grid, base = _regularised(rows), _unregularised(rows)
   markers = dict(zip(LAYERS, ("o", "s", "^"), strict=True))
   colours = {s: f"C{i}" for i, s in enumerate(SCALINGS)}
+  shown = [s for s in ("none", "fan_avg", "fan_in") if s in cfg.scalings]
+  panels = [("unregularised", [("unregularised", None)])]
+  panels += [(f"{m}, at each optimum", [(s, (s, m)) for s in shown]) for m in cfg.modes]
   fig, axes = plt.subplots(
-    len(cfg.modes), 2, figsize=(12, 5 * len(cfg.modes)), squeeze=False, sharex="col", sharey=True
+    len(panels), 2, figsize=(12, 4.6 * len(panels)), squeeze=False, sharex="col", sharey=True
   )
   xs_all = []
-  for r, mode in enumerate(cfg.modes):
-    sources = [("unregularised", None)] + [(s, (s, mode)) for s in cfg.scalings]
+  for r, (_, sources) in enumerate(panels):
     for name, key in sources:
       colour = "k" if key is None else colours[name]
       for w in cfg.widths:
-        if key is None:
-          row, i = base[w], 0
-        else:
-          row = grid[(*key, w)]
-          i = int(np.argmin(np.abs(np.log10(row.lambdas) - optimum(row).log_lambda)))
-        ms = [row.metrics[f"ms_{layer}"][i].mean() for layer in LAYERS]
+        ms = trained_mean_square(base[w] if key is None else grid[(*key, w)])
         for c, fan in enumerate((lambda a, b: 1 / (a + b), lambda a, b: 1 / a)):
-          ax = axes[r, c]
-          xs = [fan(a, b) for a, b in layer_shapes(w)]
-          xs_all += xs
+          xs = np.array([fan(a, b) for a, b in layer_shapes(w)])
+          xs_all += list(xs)
           order = np.argsort(xs)
-          ax.plot(np.array(xs)[order], np.array(ms)[order], "-", color=colour, lw=0.6, alpha=0.5)
+          axes[r, c].plot(xs[order], ms[order], "-", color=colour, lw=0.7, alpha=0.6)
           for x, m, layer in zip(xs, ms, LAYERS, strict=True):
-            face = "none" if key is None else colour
-            ax.scatter(x, m, marker=markers[layer], s=26, edgecolors=colour, facecolors=face)
+            axes[r, c].scatter(x, m, marker=markers[layer], s=28, color=colour)
   ref = np.array([min(xs_all) / 1.3, max(xs_all) * 1.3])
-  for r, mode in enumerate(cfg.modes):
+  for r, (title, _) in enumerate(panels):
     for c, label in enumerate(("1 / (n_in + n_out)", "1 / n_in")):
       ax = axes[r, c]
       ax.plot(ref, ref, "k-", lw=0.8)
@@ -588,29 +684,29 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
       ax.set_yscale("log")
       ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
       ax.set_xlabel(label)
-      ax.set_title(f"{mode}: trained mean square against {label}")
+      ax.set_title(f"{title}: mean square against {label}", fontsize=10)
       ax.grid(alpha=0.3, which="both")
     axes[r, 0].set_ylabel("mean square of trained kernel")
   init = {"glorot": "Glorot init: ms = 2 x on the left", "lecun": "LeCun init: ms = x on the right"}
-  handles = [plt.Line2D([], [], color="k", marker="o", mfc="none", ls="", label="unregularised")]
+  handles = [plt.Line2D([], [], color="k", marker="o", ls="", label="unregularised")]
   handles += [
     plt.Line2D([], [], color=colours[s], marker="o", ls="", label=f"{s} at its optimum")
-    for s in cfg.scalings
+    for s in shown
   ]
   handles += [
-    plt.Line2D([], [], color="gray", marker=m, ls="", label=f"{layer} {shape}")
+    plt.Line2D([], [], color="gray", marker=m, ls="", label=f"{layer}: {shape}")
     for (layer, m), shape in zip(markers.items(), ("40 -> w", "w -> w", "w -> 10"), strict=True)
   ]
   handles += [
     plt.Line2D([], [], color="k", lw=0.8, label="ms = x"),
     plt.Line2D([], [], color="k", lw=0.8, ls="--", label="ms = 2 x"),
   ]
-  axes[0, 0].legend(handles=handles, fontsize=7, loc="upper left")
+  fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=5)
   fig.suptitle(
     f"Mean square of trained kernels, widths {', '.join(map(str, cfg.widths))} "
     f"({init[cfg.init]}); thin lines join one width's three layers"
   )
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0.05, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
