@@ -622,7 +622,7 @@ def step_section(result: StepResult, verdicts: Verdicts) -> str:
         verdicts.check("step_adam", vs_adam.median, vs_adam.interval),
         f"{same} ({verdicts.check('program', int(same != 'differs'))})",
       ]
-    if name == DECAYED:
+    if name in (DECAYED, ADAMW, LAYER_ADAMW):
       row[5] = paired(s, name, ADAM).ratio_text()
     if name == LAYER_ADAMW:
       vs_adamw = paired(s, name, ADAMW)
@@ -1031,6 +1031,14 @@ def report(settings: Settings, quick: bool) -> str:
     "and one add per decayed leaf, with other constants (the tests check this), so on the "
     "many-leaf model, whose steps take XLA long to compile, `none` and `fan_avg` stand for "
     "all five.",
+    "What a decay costs against plain `adam` is the cost of coupled L2 in XLA, whoever "
+    "writes it: the step of `layer_l2` + `adam` is the program of `add_decayed_weights` + "
+    "`adam`. XLA on CPU (as of jax 0.10) splits Adam into three loops a leaf: first moment, "
+    "second moment, update. A decay added to the gradient is fused into the first two, "
+    "which then read the weights too: two more passes over each decayed kernel than plain "
+    "Adam's ten, a few percent of a step whose batch of 8 leaves the optimizer most of "
+    "the time. A decoupled decay (`adamw`, `layer_adamw`) lands in the third loop, which "
+    "reads the weights anyway; compare their `/ adam` column.",
     *step_tables,
     "## 2. Update alone",
     "`update` + `apply_updates` of the transformation alone, jitted, parameters donated. It "
