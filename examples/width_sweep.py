@@ -554,7 +554,7 @@ def plot_curves(rows: Sequence[Row], cfg: Config, mode: str, path: Path) -> None
   grid, base = _regularised(rows), _unregularised(rows)
   colours = _width_colours(cfg.widths)
   n = len(cfg.scalings)
-  fig, axes = plt.subplots(2, n, figsize=(4 * n, 6.5), sharey="row", squeeze=False)
+  fig, axes = plt.subplots(2, n, figsize=(max(4 * n, 9), 6.5), sharey="row", squeeze=False)
   for j, scaling in enumerate(cfg.scalings):
     for w in cfg.widths:
       row = grid[scaling, mode, w]
@@ -582,7 +582,7 @@ def plot_curves(rows: Sequence[Row], cfg: Config, mode: str, path: Path) -> None
   axes[0, 0].set_ylim(max(0.0, bottom - 0.1), 2.45)  # chance level: log(10) = 2.30
   axes[0, -1].legend(fontsize=8)
   fig.suptitle(
-    f"MNIST-1D, {mode} decay: mean over {cfg.seeds} seeds (band: min-max); "
+    f"MNIST-1D, {mode} decay: mean over {cfg.seeds} seeds (band: min-max)\n"
     "dotted: no regularisation; dashed: optimum"
   )
   fig.tight_layout()
@@ -593,7 +593,10 @@ def plot_curves(rows: Sequence[Row], cfg: Config, mode: str, path: Path) -> None
 def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   """The headline: optimal lambda against width, a line per scaling (flat = transfers)."""
   grid = _regularised(rows)
-  fig, axes = plt.subplots(2, len(cfg.modes), figsize=(5.5 * len(cfg.modes), 8), squeeze=False)
+  colours = {s: f"C{i}" for i, s in enumerate(SCALINGS)}
+  fig, axes = plt.subplots(
+    2, len(cfg.modes), figsize=(max(5.5 * len(cfg.modes), 9), 8.5), squeeze=False
+  )
   for j, mode in enumerate(cfg.modes):
     for scaling in cfg.scalings:
       opts = [optimum(grid[scaling, mode, w]) for w in cfg.widths]
@@ -602,7 +605,9 @@ def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
       hi = np.array([o.seed_range[1] for o in opts])
       for k, ref in enumerate((0.0, centre[0])):
         ax = axes[k, j]
-        (line,) = ax.plot(cfg.widths, 10 ** (centre - ref), "o-", label=scaling)
+        (line,) = ax.plot(
+          cfg.widths, 10 ** (centre - ref), "o-", color=colours[scaling], label=scaling
+        )
         ax.fill_between(
           cfg.widths, 10 ** (lo - ref), 10 ** (hi - ref), color=line.get_color(), alpha=0.15, lw=0
         )
@@ -635,8 +640,8 @@ def plot_optimal_lambda(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   axes[1, 0].set_ylabel("lambda*(w) / lambda*(narrowest)")
   fig.suptitle(
     "Optimal lambda (lowest mean test loss) against width; flat = lambda transfers.\n"
-    "Band: range of per-seed optima; x: optimum at the grid's edge; dashed (coupled): "
-    "none's optimum / geometric mean of s"
+    "Band: range of per-seed optima; x: optimum at the grid's edge;\n"
+    "dashed (coupled): none's optimum / geometric mean of s"
   )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -704,7 +709,7 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=5)
   fig.suptitle(
     f"Mean square of trained kernels, widths {', '.join(map(str, cfg.widths))} "
-    f"({init[cfg.init]}); thin lines join one width's three layers"
+    f"({init[cfg.init]})\nthin lines join one width's three layers"
   )
   fig.tight_layout(rect=(0, 0.05, 1, 1))
   fig.savefig(path, dpi=110)
