@@ -15,6 +15,7 @@ Run::
 
   python examples/width_sweep.py --out runs/width_sweep          # the full study
   python examples/width_sweep.py --quick --out runs/quick         # a smoke test
+  python examples/width_sweep.py --out runs/width_sweep --replot  # tables and plots again
 
 The output folder gets ``runs.csv`` (one line per trained network),
 ``config.json``, ``summary.txt`` (the printed tables) and the plots
