@@ -13,8 +13,8 @@ loop. The data set is generated offline by the ``mnist1d`` package.
 
 Run::
 
-  python examples/width_sweep.py --out runs/width_sweep          # the full study
-  python examples/width_sweep.py --quick --out runs/quick         # a smoke test
+  python examples/width_sweep.py --out runs/width_sweep          # the full study (~35 min)
+  python examples/width_sweep.py --quick --out runs/quick         # a smoke test (~2 min)
   python examples/width_sweep.py --out runs/width_sweep --replot  # tables and plots again
 
 The output folder gets ``runs.csv`` (one line per trained network),
