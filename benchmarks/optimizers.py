@@ -1,0 +1,47 @@
+"""The optimizers of the train-step measurement, and their names in the tables."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import optax
+
+import optax_layer_l2 as ll2
+from benchmarks.settings import LEARNING_RATE, WEIGHT_DECAY
+
+ADAM = "`adam`"
+DECAYED = "`add_decayed_weights` + `adam`"
+DECAYED_AGAIN = "`add_decayed_weights` + `adam`, compiled again (A/A control)"
+ADAMW = "`adamw`"
+LAYER_ADAMW = '`layer_adamw("fan_avg")`'
+
+
+def layer_l2_name(scaling: str) -> str:
+  """The name of ``chain(layer_l2(scaling), adam)`` in the tables."""
+  return f'`layer_l2("{scaling}")` + `adam`'
+
+
+def is_layer_l2(name: str) -> bool:
+  """Whether ``name`` is that of a ``chain(layer_l2, adam)``."""
+  return name.startswith("`layer_l2")
+
+
+def train_optimizers(mask: Any, scalings: Sequence[str]) -> dict[str, optax.GradientTransformation]:
+  """The optimizers of the train-step measurement, by name.
+
+  Args:
+    mask: the leaves that ``layer_l2`` decays by default, given to
+      ``add_decayed_weights`` and ``adamw`` so that all decay the same leaves.
+    scalings: the scalings of ``layer_l2`` to time.
+  """
+
+  def decayed() -> optax.GradientTransformation:
+    return optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask), optax.adam(LEARNING_RATE))
+
+  optimizers = {ADAM: optax.adam(LEARNING_RATE), DECAYED: decayed(), DECAYED_AGAIN: decayed()}
+  for scaling in scalings:
+    optimizers[layer_l2_name(scaling)] = optax.chain(
+      ll2.layer_l2(WEIGHT_DECAY, scaling), optax.adam(LEARNING_RATE)
+    )
+  optimizers[ADAMW] = optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, mask=mask)
+  optimizers[LAYER_ADAMW] = ll2.layer_adamw(LEARNING_RATE, WEIGHT_DECAY, "fan_avg")
+  return optimizers

@@ -1,0 +1,119 @@
+"""The Markdown report of a run: every measurement, section by section."""
+
+import datetime
+import time
+
+import optax_layer_l2 as ll2
+from benchmarks.budgets import Verdicts
+from benchmarks.compile_time import measure_compile
+from benchmarks.machine import load, machine
+from benchmarks.models import many_leaves, mlp
+from benchmarks.optimizer_state import state_section
+from benchmarks.peak_memory import memory_section
+from benchmarks.progress import log
+from benchmarks.settings import LEARNING_RATE, WEIGHT_DECAY, Settings
+from benchmarks.train_step import measure_steps, noise_note, step_section
+from benchmarks.update_alone import measure_update
+
+COMMAND = "python -m benchmarks.step_time"
+
+MANY_LEAF_SCALINGS = ("none", "fan_avg")
+"""The scalings timed on the many-leaf model (all are timed on the MLP)."""
+
+
+def report(settings: Settings, quick: bool) -> str:
+  load_before = load()
+  verdicts = Verdicts()
+  started = time.perf_counter()
+  models = [
+    mlp(settings.mlp_width, settings.mlp_depth, settings.batch),
+    many_leaves(settings.heads, settings.batch),
+  ]
+
+  # Every scaling compiles to the same program with other constants (the tests
+  # check this); on the many-leaf model, whose steps take long to compile, two
+  # of them stand for all.
+  step_scalings = [tuple(ll2.SCALINGS), MANY_LEAF_SCALINGS]
+  step_results = []
+  for model, scalings in zip(models, step_scalings, strict=True):
+    log(f"[1/5] train step: {model.title}")
+    step_results.append(measure_steps(model, scalings, settings))
+  log("[2/5] update alone")
+  update_tables = []
+  for model in models:
+    log(f"  {model.title}")
+    update_tables.append(measure_update(model, settings, verdicts))
+  log("[3/5] trace and compile")
+  compile_table = measure_compile(settings, verdicts)
+  log("[4/5] optimizer state")
+  state_table = state_section(models[1], verdicts)
+  log("[5/5] peak memory")
+  step_tables = [step_section(result, verdicts) for result in step_results]
+  memory_tables = [memory_section(result, verdicts) for result in step_results]
+  minutes = (time.perf_counter() - started) / 60
+
+  command = COMMAND + (" --quick" if quick else "")
+  today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+  sections = [
+    "# Performance",
+    f"Made by `{command}` on {today} in {minutes:.1f} minutes"
+    + (" (a smoke run on small models: the numbers mean little)." if quick else ".")
+    + " Regenerate it with that command. Times are medians over rounds in which each "
+    "program ran once, in an order rotating from round to round; a ratio is the median "
+    "of the ratios within each round, with a 95% confidence interval of that median in "
+    "brackets (two order statistics: no assumption on the distribution). Every program is "
+    "compiled ahead of time and run twice before it is timed, and takes and donates its "
+    "parameters and optimizer state as a training loop does. "
+    + (
+      f"Each timed program is compiled {settings.copies} times, in the order A B C then "
+      "C B A, and its copies take turns from round to round: XLA on CPU runs a program "
+      "that a process compiled later slower than an earlier copy of the very same "
+      "program (by up to 20% for the 1,000-leaf programs, on this machine), which would "
+      "otherwise count against whichever program was compiled last."
+      if settings.copies > 1
+      else "Each timed program is compiled once."
+    ),
+    "## Machine",
+    machine(load_before),
+    noise_note(step_results),
+    "## Budgets",
+    "From the SPEC, each checked on every row it applies to below; the worst row is shown. "
+    "A median that misses its budget while its 95% interval still reaches the limit is "
+    "marked within noise: this run could not tell it from a pass.",
+    verdicts.summary(),
+    "## 1. Train step",
+    f"A jitted step: loss and gradient, `update`, `apply_updates`. `weight_decay={WEIGHT_DECAY}`, "
+    f"`learning_rate={LEARNING_RATE}`; `add_decayed_weights` and `adamw` get the mask that "
+    "`layer_l2` uses by default (kernels, not biases or norm parameters). All optimizers "
+    "train the same arrays in turn. Every scaling traces to the same program, one multiply "
+    "and one add per decayed leaf, with other constants (the tests check this), so on the "
+    "many-leaf model, whose steps take XLA long to compile, `none` and `fan_avg` stand for "
+    "all five.",
+    "What a decay costs against plain `adam` is the cost of coupled L2 in XLA, whoever "
+    "writes it: the step of `layer_l2` + `adam` is the program of `add_decayed_weights` + "
+    "`adam`. XLA on CPU (as of jax 0.10) splits Adam into three loops a leaf: first moment, "
+    "second moment, update. A decay added to the gradient is fused into the first two, "
+    "which then read the weights too: two more passes over each decayed kernel than plain "
+    "Adam's ten, a few percent of a step whose batch of 8 leaves the optimizer most of "
+    "the time. A decoupled decay (`adamw`, `layer_adamw`) lands in the third loop, which "
+    "reads the weights anyway; compare their `/ adam` column.",
+    *step_tables,
+    "## 2. Update alone",
+    "`update` + `apply_updates` of the transformation alone, jitted, parameters donated. It "
+    "reads the parameters and gradients and writes the parameters, as `p + a * g` over the "
+    "same arrays does: that is the roofline, the bytes/s this machine's memory gives.",
+    *update_tables,
+    "## 3. Trace and compile time",
+    "`update` + `apply_updates` of the transformation alone on `leaves / 2` dense layers "
+    "(kernel and bias) of small, varied shapes, traced and compiled anew each round. "
+    "`scales()` is our own Python work per trace: the per-leaf factors.",
+    compile_table,
+    "## 4. Optimizer state",
+    state_table,
+    "## 5. Peak memory",
+    "Arguments + outputs - donated outputs + temporaries of the compiled train step of "
+    "section 1, from `compiled.memory_analysis()`. The reference of `layer_l2` is "
+    "`add_decayed_weights` + `adam`, that of `layer_adamw` is `adamw`.",
+    *memory_tables,
+  ]
+  return "\n\n".join(sections) + "\n"
