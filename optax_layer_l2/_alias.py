@@ -25,6 +25,7 @@ def layer_adamw(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: optax.Params | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam with decoupled weight decay scaled per layer, as ``optax.adamw`` builds it.
 
@@ -55,6 +56,8 @@ def layer_adamw(
     mask: as in :func:`layer_l2`.
     dims: as in :func:`layer_l2`.
     multipliers: as in :func:`layer_l2`.
+    base: as in :func:`layer_l2`; with ``scaling="sqrt_fan_in"`` a
+      ``weight_decay`` tuned on the base model carries over to wider ones.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
@@ -73,6 +76,6 @@ def layer_adamw(
     optax.scale_by_adam(
       b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
     ),
-    layer_l2(weight_decay, scaling, mask=mask, dims=dims, multipliers=multipliers),
+    layer_l2(weight_decay, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base),
     optax.scale_by_learning_rate(learning_rate),
   )

@@ -28,6 +28,8 @@ class Row:
     penalty: ``0.5 * weight_decay * s * ||w||^2`` now (``None`` when the
       leaf holds no values, e.g. from ``jax.eval_shape``).
     skipped: why the leaf is not decayed, or ``None``.
+    base_shape: the shape of the base model's leaf, where ``base`` was given
+      and the leaf is decayed; else ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -45,6 +47,7 @@ class Row:
   rate: float
   penalty: float | None
   skipped: str | None
+  base_shape: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,23 +84,31 @@ class Report:
     return float(sum(values))
 
   def __str__(self) -> str:
+    with_base = any(row.base_shape is not None for row in self.rows)
     header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
+    if with_base:
+      header = (*header[:2], "base shape", *header[2:])
     table = [header]
     for row in self.rows:
-      table.append(
-        (
-          row.path,
-          "-" if row.shape is None else str(row.shape),
-          "-" if row.fan_in is None else str(row.fan_in),
-          "-" if row.fan_out is None else str(row.fan_out),
-          f"{row.scale:.4g}",
-          f"{row.rate:.4g}",
-          "-" if row.penalty is None else f"{row.penalty:.4g}",
-          "" if row.skipped is None else row.skipped,
-        )
-      )
+      cells = [
+        row.path,
+        "-" if row.shape is None else str(row.shape),
+        "-" if row.fan_in is None else str(row.fan_in),
+        "-" if row.fan_out is None else str(row.fan_out),
+        f"{row.scale:.4g}",
+        f"{row.rate:.4g}",
+        "-" if row.penalty is None else f"{row.penalty:.4g}",
+        "" if row.skipped is None else row.skipped,
+      ]
+      if with_base:
+        cells.insert(2, "-" if row.base_shape is None else str(row.base_shape))
+      table.append(tuple(cells))
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6}
+    right = {
+      i
+      for i, name in enumerate(header)
+      if name in ("fan_in", "fan_out", "s", "lambda*s", "penalty")
+    }
     lines = []
     for line in table:
       cells = [
@@ -110,7 +121,8 @@ class Report:
     total = self.total_penalty
     lines.append(
       f"{decayed} of {len(self.rows)} leaves decayed; weight_decay={self.weight_decay:g}, "
-      f"scaling={self.scaling}; total penalty " + ("-" if total is None else f"{total:.6g}")
+      f"scaling={self.scaling}{' relative to base' if with_base else ''}; total penalty "
+      + ("-" if total is None else f"{total:.6g}")
     )
     return "\n".join(lines)
 
@@ -131,6 +143,7 @@ def describe(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: Any | None = None,
 ) -> Report:
   """A report of what every leaf of ``params`` gets from :func:`layer_l2`.
 
@@ -147,6 +160,8 @@ def describe(
     mask: as in :func:`layer_l2`.
     dims: as in :func:`layer_l2`.
     multipliers: as in :func:`layer_l2`.
+    base: as in :func:`layer_l2`; the report then shows each decayed leaf's
+      base shape beside its own.
 
   Returns:
     A :class:`Report`; ``print`` it for the table, read ``.rows`` in programs.
@@ -168,7 +183,9 @@ def describe(
     ['hidden/kernel', 'out/kernel']
   """
   check_weight_decay(weight_decay, allow_schedule=False)
-  decisions, treedef = leaf_scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+  decisions, treedef = leaf_scales(
+    params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
+  )
   leaves = treedef.flatten_up_to(params)
   concrete = all(
     _holds_values(leaf) for leaf, d in zip(leaves, decisions, strict=True) if d.decayed
@@ -176,7 +193,14 @@ def describe(
   per_leaf = None
   if concrete:
     values = penalty(
-      params, weight_decay, scaling, mask=mask, dims=dims, multipliers=multipliers, per_leaf=True
+      params,
+      weight_decay,
+      scaling,
+      mask=mask,
+      dims=dims,
+      multipliers=multipliers,
+      base=base,
+      per_leaf=True,
     )
     per_leaf = treedef.flatten_up_to(values)
   rows = []
@@ -196,6 +220,7 @@ def describe(
         rate=float(weight_decay) * decision.scale,
         penalty=leaf_penalty,
         skipped=decision.skipped,
+        base_shape=decision.base_shape,
       )
     )
   name = scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))

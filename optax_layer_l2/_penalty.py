@@ -35,6 +35,7 @@ def penalty(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: Any | None = None,
   per_leaf: bool = False,
 ) -> Any:
   r"""The regulariser :math:`\tfrac{\lambda}{2} \sum_w s(w) \|w\|^2` over decayed leaves.
@@ -52,6 +53,7 @@ def penalty(
     mask: as in :func:`layer_l2`.
     dims: as in :func:`layer_l2`.
     multipliers: as in :func:`layer_l2`.
+    base: as in :func:`layer_l2`.
     per_leaf: return a pytree of per-leaf values (0 where not decayed) instead
       of their sum.
 
@@ -69,7 +71,7 @@ def penalty(
     Array(0.05, dtype=float32)
   """
   check_weight_decay(weight_decay, allow_schedule=False)
-  factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+  factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
   values = jax.tree.map(
     lambda p, s: _leaf_penalty(p, s, weight_decay), params, factors, is_leaf=is_none
   )

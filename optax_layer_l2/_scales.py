@@ -1,7 +1,8 @@
 """The per-leaf factor ``s``: the one place where it is decided.
 
 ``s(leaf) = c(leaf) * multiplier(leaf)`` for a decayed leaf and ``0.0`` for
-every other. :func:`layer_l2`, :func:`penalty` and :func:`describe` all take
+every other; with a ``base`` model, ``s(leaf) = c(leaf) / c(base leaf) *
+multiplier(leaf)``. :func:`layer_l2`, :func:`penalty` and :func:`describe` all take
 their factors from :func:`leaf_scales` here, so they cannot disagree. Only
 shapes, dtypes and paths are read, so this runs in Python at trace time.
 """
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from optax_layer_l2._fans import Dims, Fans, default_dims, leaf_fans
 from optax_layer_l2._masking import MaskOrFn, default_exclusion, user_mask_per_leaf
 from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
-from optax_layer_l2._paths import broadcast_prefix, flatten_with_paths
+from optax_layer_l2._paths import broadcast_prefix, flatten_with_paths, is_none
 from optax_layer_l2._scaling import LeafInfo, ScalingFn, checked_factor, resolve_scaling
 
 DimsOption = Any | Callable[[str, Any], Dims | None]
@@ -33,10 +34,13 @@ class LeafScale:
     path: the leaf's path.
     shape: its shape, or ``None`` for a leaf that is not an array.
     fans: its fans, where they were needed to decide.
-    factor: ``c(leaf)`` from the scaling (0 when not decayed).
+    factor: ``c(leaf)`` from the scaling, divided by ``c(base leaf)`` when
+      there is a base (0 when not decayed).
     multiplier: the leaf's multiplier on ``weight_decay``.
     scale: ``s = factor * multiplier``; 0 means the leaf is left untouched.
     skipped: why the leaf is not decayed, or ``None`` when it is.
+    base_shape: the shape of the base model's leaf, where a base was given
+      and the leaf is decayed.
   """
 
   path: str
@@ -46,6 +50,7 @@ class LeafScale:
   multiplier: float
   scale: float
   skipped: str | None
+  base_shape: tuple[int, ...] | None = None
 
   @property
   def decayed(self) -> bool:
@@ -92,6 +97,62 @@ def _is_real_floating(leaf: Any) -> bool:
     return False
 
 
+def _structure_difference(paths: Sequence[str], base_paths: Sequence[str]) -> str:
+  """Where the leaf paths of ``params`` and ``base`` first part."""
+  for path, base_path in zip(paths, base_paths, strict=False):
+    if path != base_path:
+      return f"`params` has leaf {path!r} where `base` has {base_path!r}"
+  if len(paths) > len(base_paths):
+    return f"`base` lacks the leaf {paths[len(base_paths)]!r}"
+  if len(paths) < len(base_paths):
+    return f"`base` has the extra leaf {base_paths[len(paths)]!r}"
+  return "the leaf paths agree but the tree node types differ"
+
+
+def _base_per_leaf(
+  base: Any, treedef: jax.tree_util.PyTreeDef, paths: Sequence[str], dims: DimsOption
+) -> tuple[list[Any], list[Any]]:
+  """The leaves of ``base`` in the order of the params' leaves, and their ``Dims``."""
+  base_paths, base_leaves, base_def = flatten_with_paths(base)
+  if base_def != treedef:
+    raise ValueError(
+      "`base` must have the tree structure of `params` (the same model at another "
+      f"width); {_structure_difference(paths, base_paths)}."
+    )
+  return base_leaves, _dims_per_leaf(dims, base, base_paths, base_leaves)
+
+
+def _base_factor(
+  scaling_fn: ScalingFn, path: str, shape: tuple[int, ...], base_leaf: Any, base_dims: Any
+) -> tuple[float, tuple[int, ...]]:
+  """``c(base leaf)`` for the decayed leaf at ``path``, and the base leaf's shape."""
+  if base_leaf is None or not hasattr(base_leaf, "shape"):
+    raise ValueError(
+      f"`base` holds {base_leaf!r} at leaf {path!r}, which is decayed; "
+      "it needs an array or a `jax.ShapeDtypeStruct` there."
+    )
+  base_shape = tuple(int(size) for size in base_leaf.shape)
+  if len(base_shape) != len(shape):
+    raise ValueError(
+      f"`base` leaf {path!r} has shape {base_shape}, of rank {len(base_shape)}, but the "
+      f"leaf has shape {shape}, of rank {len(shape)}; a base leaf must have the leaf's rank."
+    )
+  if 0 in base_shape:
+    raise ValueError(f"`base` leaf {path!r} is empty (shape {base_shape}); it has no scale.")
+  if base_dims is None:
+    base_dims = default_dims(path, base_shape)
+  base_fans = leaf_fans(path, base_shape, base_dims)
+  base_factor = checked_factor(
+    scaling_fn(LeafInfo.of(path, base_shape, base_fans)), "scaling", f"{path} (in `base`)"
+  )
+  if base_factor == 0.0:
+    raise ValueError(
+      f"`scaling` gave 0 for leaf {path!r} of `base` (shape {base_shape}); "
+      "a scaling relative to the base must be positive there."
+    )
+  return base_factor, base_shape
+
+
 def leaf_scales(
   params: Any,
   scaling: str | ScalingFn = "fan_avg",
@@ -99,6 +160,7 @@ def leaf_scales(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: Any | None = None,
 ) -> tuple[list[LeafScale], jax.tree_util.PyTreeDef]:
   """One :class:`LeafScale` per leaf of ``params`` (``None`` counts as a leaf)."""
   scaling_fn = resolve_scaling(scaling)
@@ -106,6 +168,8 @@ def leaf_scales(
   paths, leaves, treedef = flatten_with_paths(params)
   chosen_dims = _dims_per_leaf(dims, params, paths, leaves)
   selected = None if mask is None else user_mask_per_leaf(mask, params, paths)
+  if base is not None:
+    base_leaves, base_dims = _base_per_leaf(base, treedef, paths, dims)
 
   decisions = []
   for i, (path, leaf, leaf_dims) in enumerate(zip(paths, leaves, chosen_dims, strict=True)):
@@ -142,10 +206,36 @@ def leaf_scales(
       decisions.append(_skip(path, shape, "multiplier 0", fans))
       continue
     factor = checked_factor(scaling_fn(LeafInfo.of(path, shape, fans)), "scaling", path)
+    base_shape = None
+    if base is not None:
+      base_factor, base_shape = _base_factor(scaling_fn, path, shape, base_leaves[i], base_dims[i])
+      factor /= base_factor
     decisions.append(
-      LeafScale(path, shape, fans, factor, multiplier, scale=factor * multiplier, skipped=None)
+      LeafScale(
+        path,
+        shape,
+        fans,
+        factor,
+        multiplier,
+        scale=factor * multiplier,
+        skipped=None,
+        base_shape=base_shape,
+      )
     )
   return decisions, treedef
+
+
+def shapes_of(tree: Any) -> Any:
+  """``tree`` with each array replaced by its ``jax.ShapeDtypeStruct``."""
+  if tree is None:
+    return None
+
+  def shape_of(leaf: Any) -> Any:
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+      return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
+    return leaf
+
+  return jax.tree.map(shape_of, tree, is_leaf=is_none)
 
 
 def scales(
@@ -155,12 +245,14 @@ def scales(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: Any | None = None,
 ) -> Any:
   """The per-leaf factor ``s`` that :func:`layer_l2` multiplies ``weight_decay`` by.
 
   ``s = c(leaf) * multiplier(leaf)`` for a decayed leaf and ``0.0`` for every
-  other one, as Python floats. Only shapes, dtypes and paths are read, so the
-  output of ``jax.eval_shape`` works as ``params``.
+  other one, as Python floats; with ``base``, ``s = c(leaf) / c(base leaf) *
+  multiplier(leaf)``. Only shapes, dtypes and paths are read, so the output
+  of ``jax.eval_shape`` works as ``params`` and as ``base``.
 
   Args:
     params: the parameter tree (arrays or ``jax.ShapeDtypeStruct``).
@@ -175,10 +267,19 @@ def scales(
     multipliers: a per-layer multiplier on ``weight_decay``: a mapping from
       regular expression to float (the first pattern that ``re.search`` finds
       in the path wins) or a callable ``(path, leaf) -> float``.
+    base: the base model on which ``weight_decay`` was tuned: its params or
+      their shapes (``jax.eval_shape``), with the structure of ``params``.
+      Every scaling, named or callable, is then relative to it, so at the base
+      each one is plain L2. ``None``: absolute factors.
 
   Returns:
     A pytree with the structure of ``params`` holding a float per leaf
     (``None`` leaves stay ``None``).
+
+  Raises:
+    ValueError: a ``base`` of another structure, a base leaf of another rank,
+      or one whose factor is 0, naming the leaf's path; and the errors of
+      :func:`layer_l2`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -187,7 +288,19 @@ def scales(
     >>> s = ll2.scales(params, "fan_avg")
     >>> round(s["dense"]["kernel"], 6), s["dense"]["bias"]
     (0.028906, 0.0)
+
+    Relative to a base model of width 64, a kernel of width 256 gets twice
+    the base's rate under ``sqrt_fan_in``, and the base itself plain L2:
+
+    >>> wide = {"dense": {"kernel": jnp.zeros((256, 256)), "bias": jnp.zeros(256)}}
+    >>> narrow = {"dense": {"kernel": jnp.zeros((64, 64)), "bias": jnp.zeros(64)}}
+    >>> ll2.scales(wide, "sqrt_fan_in", base=narrow)["dense"]["kernel"]
+    2.0
+    >>> ll2.scales(narrow, "fan_avg", base=narrow)["dense"]["kernel"]
+    1.0
   """
-  decisions, treedef = leaf_scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+  decisions, treedef = leaf_scales(
+    params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
+  )
   values = [None if d.skipped == NONE_LEAF else d.scale for d in decisions]
   return jax.tree.unflatten(treedef, values)

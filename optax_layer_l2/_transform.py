@@ -9,7 +9,7 @@ import optax
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
 from optax_layer_l2._paths import first_difference, is_none
-from optax_layer_l2._scales import DimsOption, scales
+from optax_layer_l2._scales import DimsOption, scales, shapes_of
 from optax_layer_l2._scaling import ScalingFn, resolve_scaling
 from optax_layer_l2._weight_decay import check_weight_decay, coefficient, is_static_zero
 
@@ -66,6 +66,7 @@ def layer_l2(
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  base: optax.Params | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adds ``weight_decay * s(leaf) * w`` to the update of each decayed leaf.
 
@@ -79,13 +80,23 @@ def layer_l2(
   (see :func:`penalty`). Every other leaf is returned as it came. The factor
   ``c`` comes from ``scaling``; for a dense kernel of shape ``(n_in, n_out)``:
 
-  ============  =====================================
-  ``none``      ``1`` (plain L2)
-  ``numel``     ``1 / (n_in * n_out)``
-  ``fan_avg``   ``(n_in + n_out) / (n_in * n_out)``
-  ``fan_in``    ``1 / n_out`` (``fan_in / numel``)
-  ``fan_out``   ``1 / n_in`` (``fan_out / numel``)
-  ============  =====================================
+  ================  ===================================================
+  ``none``          ``1`` (plain L2)
+  ``numel``         ``1 / (n_in * n_out)``
+  ``fan_avg``       ``(n_in + n_out) / (n_in * n_out)``
+  ``fan_in``        ``1 / n_out`` (``fan_in / numel``)
+  ``fan_out``       ``1 / n_in`` (``fan_out / numel``)
+  ``sqrt_fan_in``   ``sqrt(n_in)``, meant for use with ``base``
+  ``sqrt_fan_avg``  ``sqrt((n_in + n_out) / 2)``, meant for use with ``base``
+  ================  ===================================================
+
+  With ``base``, the params (or shapes) of the model on which
+  ``weight_decay`` was tuned, every scaling is relative to it:
+  ``s = c(w) / c(w_base) * multiplier(w)``. At the base each scaling is then
+  plain L2; at another width ``sqrt_fan_in`` keeps the ``weight_decay`` tuned
+  at the base near its optimum for decoupled decay (:func:`layer_adamw`), and
+  ``none`` for coupled decay (see the guide, "Reusing lambda at another
+  width").
 
   Where it stands in the chain decides what it is. Before ``optax.adam`` it is
   L2 regularisation: the decay joins the gradient and Adam normalises both,
@@ -116,6 +127,9 @@ def layer_l2(
     multipliers: a per-layer multiplier on ``weight_decay`` (0 switches a layer
       off): a mapping from regular expression to float (first match wins) or a
       callable ``(path, leaf) -> float``.
+    base: the params of the base model on which ``weight_decay`` was tuned,
+      or their shapes (``jax.eval_shape``), with the structure of the params;
+      only shapes are kept. ``None``: absolute factors.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`. Its state is
@@ -128,7 +142,8 @@ def layer_l2(
       multiplier, an unknown ``scaling`` name; at the first ``update``: no
       ``params``, ``updates`` and ``params`` of different structure, ``Dims``
       axes out of range or overlapping, a ``scaling`` callable giving a
-      negative or non-finite value (each naming the leaf's path).
+      negative or non-finite value, a ``base`` of another structure or a
+      base leaf of another rank (each naming the leaf's path).
     TypeError: arguments of the wrong kind.
 
   Examples:
@@ -157,6 +172,7 @@ def layer_l2(
   resolve_scaling(scaling)  # raises on an unknown name before any step
   resolve_multipliers(multipliers)  # checks patterns and values now
   is_schedule = callable(weight_decay)
+  base = shapes_of(base)  # the base model's arrays are not kept alive
 
   def init_fn(params: optax.Params) -> optax.OptState:
     del params
@@ -190,7 +206,7 @@ def layer_l2(
       rate = weight_decay
     if is_static_zero(rate):
       return updates, state
-    factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers)
+    factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
     updates = jax.tree.map(
       lambda g, p, s: _add_decay(g, p, s, rate),
       updates,

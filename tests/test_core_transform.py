@@ -45,6 +45,8 @@ FORMULAS = {
   "fan_avg": lambda fi, fo, n: (fi + fo) / n,
   "fan_in": lambda fi, fo, n: fi / n,
   "fan_out": lambda fi, fo, n: fo / n,
+  "sqrt_fan_in": lambda fi, fo, n: fi**0.5,
+  "sqrt_fan_avg": lambda fi, fo, n: ((fi + fo) / 2) ** 0.5,
 }
 
 
@@ -218,7 +220,13 @@ def test_updates_keep_their_dtype(dtype, scaling):
 
 
 def test_float64_under_x64():
-  with jax.enable_x64(True):
+  # `jax.enable_x64` is new; the declared floor, JAX 0.4.35, has only the
+  # `jax.experimental` context manager, which newer JAX no longer has.
+  if hasattr(jax, "enable_x64"):
+    enable_x64 = jax.enable_x64
+  else:
+    from jax.experimental import enable_x64
+  with enable_x64(True):
     params = {"kernel": jnp.full((4, 4), 3.0, jnp.float64)}
     tx = ll2.layer_l2(1e-3, "fan_avg")
     updates, _ = tx.update({"kernel": jnp.zeros((4, 4), jnp.float64)}, tx.init(params), params)

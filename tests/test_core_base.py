@@ -1,0 +1,206 @@
+"""`base=`: every scaling relative to the model on which lambda was tuned."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_layer_l2 as ll2
+
+FORMULAS = {  # c(fan_in, fan_out, numel), written out independently of the library
+  "none": lambda fi, fo, n: 1.0,
+  "numel": lambda fi, fo, n: 1.0 / n,
+  "fan_avg": lambda fi, fo, n: (fi + fo) / n,
+  "fan_in": lambda fi, fo, n: fi / n,
+  "fan_out": lambda fi, fo, n: fo / n,
+  "sqrt_fan_in": lambda fi, fo, n: fi**0.5,
+  "sqrt_fan_avg": lambda fi, fo, n: ((fi + fo) / 2) ** 0.5,
+}
+
+
+def transformer_like(d, vocab=50, heads=2):
+  """A tree with dense, attention, embedding, norm and bias leaves at width ``d``."""
+  keys = iter(jax.random.split(jax.random.key(d), 16))
+
+  def normal(*shape):
+    return jax.random.normal(next(keys), shape)
+
+  return {
+    "embed": {"embedding": normal(vocab, d)},
+    "attn": {
+      "query": {"kernel": normal(d, heads, d // heads), "bias": normal(heads, d // heads)},
+      "out": {"kernel": normal(heads, d // heads, d), "bias": normal(d)},
+    },
+    "mlp": {"kernel": normal(d, 4 * d), "bias": normal(4 * d)},
+    "norm": {"scale": normal(d)},
+    "head": {"kernel": normal(d, vocab)},
+  }
+
+
+def fans_at(d, vocab=50, heads=2):
+  """(fan_in, fan_out, numel) of the decayed leaves of ``transformer_like(d)``."""
+  return {
+    ("embed", "embedding"): (vocab, d, vocab * d),
+    ("attn", "query", "kernel"): (d, d, d * d),
+    ("attn", "out", "kernel"): (d, d, d * d),
+    ("mlp", "kernel"): (d, 4 * d, 4 * d * d),
+    ("head", "kernel"): (d, vocab, d * vocab),
+  }
+
+
+def get(tree, keys):
+  for key in keys:
+    tree = tree[key]
+  return tree
+
+
+@pytest.mark.parametrize("scaling", list(ll2.SCALINGS))
+def test_factor_is_the_ratio_of_leaf_to_base(scaling):
+  params, base = transformer_like(64), transformer_like(16)
+  s = ll2.scales(params, scaling, base=base)
+  wide, narrow = fans_at(64), fans_at(16)
+  for keys in wide:
+    expected = FORMULAS[scaling](*wide[keys]) / FORMULAS[scaling](*narrow[keys])
+    assert get(s, keys) == pytest.approx(expected, rel=1e-12), keys
+  assert s["mlp"]["bias"] == s["norm"]["scale"] == s["attn"]["query"]["bias"] == 0.0
+
+
+@pytest.mark.parametrize("scaling", list(ll2.SCALINGS))
+def test_every_scaling_is_plain_l2_at_the_base(scaling):
+  params = transformer_like(32)
+  multipliers = {"head": 0.5}
+  relative = ll2.scales(params, scaling, base=params, multipliers=multipliers)
+  plain = ll2.scales(params, "none", multipliers=multipliers)
+  assert jax.tree.map(
+    lambda a, b: a == pytest.approx(b, rel=1e-12), relative, plain
+  ) == jax.tree.map(lambda _: True, plain)
+
+
+def test_sqrt_fan_in_doubles_at_four_times_the_width():
+  s = ll2.scales(transformer_like(128), "sqrt_fan_in", base=transformer_like(32))
+  assert s["mlp"]["kernel"] == 2.0  # fan_in 128 against 32
+  assert s["head"]["kernel"] == 2.0
+  assert s["embed"]["embedding"] == 1.0  # fan_in is the vocabulary, the same at every width
+
+
+def test_base_may_be_shapes():
+  params, base = transformer_like(64), transformer_like(16)
+  shapes = jax.eval_shape(lambda: base)
+  assert ll2.scales(params, "fan_avg", base=shapes) == ll2.scales(params, "fan_avg", base=base)
+
+
+def test_callable_scaling_is_relative_too():
+  params, base = transformer_like(64), transformer_like(16)
+
+  def per_output(info):
+    return 1.0 / info.fan_out
+
+  s = ll2.scales(params, per_output, base=base)
+  assert s["mlp"]["kernel"] == pytest.approx(64 / 256)  # (1 / 256) / (1 / 64)
+
+
+def test_base_uses_the_same_dims_rule():
+  params = {"layers": {"kernel": jnp.zeros((6, 64, 128))}}
+  base = {"layers": {"kernel": jnp.zeros((6, 16, 32))}}
+  s = ll2.scales(params, "numel", dims=ll2.stacked(0), base=base)
+  assert s["layers"]["kernel"] == pytest.approx((16 * 32) / (64 * 128))
+  dims = {"layers": {"kernel": ll2.Dims(in_axes=1, out_axes=2, batch_axes=0)}}
+  assert ll2.scales(params, "numel", dims=dims, base=base) == s
+
+
+def test_update_and_penalty_use_the_relative_factor():
+  params, base = transformer_like(64), transformer_like(16)
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.25), params)
+  tx = ll2.layer_l2(0.3, "sqrt_fan_in", base=base)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  np.testing.assert_allclose(
+    updates["mlp"]["kernel"], 0.25 + 0.3 * 2.0 * params["mlp"]["kernel"], rtol=1e-6, atol=1e-7
+  )
+  np.testing.assert_array_equal(updates["norm"]["scale"], grads["norm"]["scale"])
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  decay, _ = tx.update(zeros, tx.init(params), params)
+  gradient = jax.grad(lambda p: ll2.penalty(p, 0.3, "sqrt_fan_in", base=base))(params)
+  for d, g in zip(jax.tree.leaves(decay), jax.tree.leaves(gradient), strict=True):
+    np.testing.assert_array_equal(d, g)  # the same factor and coefficient: exactly equal
+
+
+def test_base_is_no_constant_of_the_program():
+  params, base = transformer_like(32), transformer_like(16)
+  tx = ll2.layer_l2(0.1, "fan_avg", base=base)
+  jaxpr = jax.make_jaxpr(lambda g, p: tx.update(g, tx.init(p), p)[0])(params, params)
+  assert jaxpr.consts == []
+
+
+def test_layer_adamw_at_its_base_is_adamw():
+  params = transformer_like(32)
+  grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
+  mask = jax.tree.map(lambda s: s > 0, ll2.scales(params, "none"))
+  ours = ll2.layer_adamw(1e-2, 0.5, "fan_avg", base=params)
+  theirs = optax.adamw(1e-2, weight_decay=0.5, mask=mask)
+  a, _ = ours.update(grads, ours.init(params), params)
+  b, _ = theirs.update(grads, theirs.init(params), params)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+
+
+def test_describe_shows_the_base_shape():
+  report = ll2.describe(transformer_like(64), 0.1, "sqrt_fan_in", base=transformer_like(16))
+  rows = {row.path: row for row in report.rows}
+  assert rows["mlp/kernel"].base_shape == (16, 64)
+  assert rows["mlp/kernel"].shape == (64, 256)
+  assert rows["mlp/kernel"].rate == pytest.approx(0.2)
+  assert rows["mlp/bias"].base_shape is None
+  text = str(report)
+  assert "base shape" in text.splitlines()[0]
+  assert re.search(r"mlp/kernel\s+\(64, 256\)\s+\(16, 64\)", text)
+  assert "relative to base" in text.splitlines()[-1]
+  assert "base shape" not in str(ll2.describe(transformer_like(16), 0.1))
+
+
+def test_base_of_another_structure_is_named():
+  params, base = transformer_like(32), transformer_like(16)
+  del base["head"]
+  with pytest.raises(
+    ValueError, match=r"`base` must have the tree structure of `params`.*'head/kernel'"
+  ):
+    ll2.scales(params, base=base)
+  tx = ll2.layer_l2(0.1, base=base)
+  with pytest.raises(ValueError, match=r"`base` must have the tree structure"):
+    tx.update(params, tx.init(params), params)
+
+
+def test_base_leaf_of_another_rank_is_named():
+  params, base = transformer_like(32), transformer_like(16)
+  base["mlp"]["kernel"] = jnp.zeros((16 * 64,))
+  with pytest.raises(ValueError, match=r"`base` leaf 'mlp/kernel' has shape \(1024,\), of rank 1"):
+    ll2.penalty(params, 0.1, base=base)
+
+
+def test_base_without_an_array_at_a_decayed_leaf_is_named():
+  params, base = transformer_like(32), transformer_like(16)
+  base["mlp"]["kernel"] = None
+  with pytest.raises(ValueError, match=r"`base` holds None at leaf 'mlp/kernel'"):
+    ll2.describe(params, 0.1, base=base)
+
+
+def test_base_where_the_scaling_is_zero_is_named():
+  params, base = transformer_like(32), transformer_like(16)
+
+  def zero_when_narrow(info):
+    return 0.0 if info.fan_in < 32 else 1.0
+
+  with pytest.raises(ValueError, match=r"`scaling` gave 0 for leaf 'attn/out/kernel' of `base`"):
+    ll2.scales(params, zero_when_narrow, base=base)
+
+
+def test_base_where_the_scaling_is_negative_names_the_base():
+  params, base = transformer_like(32), transformer_like(16)
+
+  def negative_when_narrow(info):
+    return -1.0 if info.fan_in < 32 else 1.0
+
+  with pytest.raises(ValueError, match=r"'attn/out/kernel \(in `base`\)'.*non-negative"):
+    ll2.scales(params, negative_when_narrow, base=base)
