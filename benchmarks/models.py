@@ -14,12 +14,21 @@ import optax_layer_l2 as ll2
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A parameter tree, a loss and a batch."""
+  """A parameter tree, a loss and a batch.
+
+  Attributes:
+    title: the model's name in the report.
+    params: the parameter tree.
+    loss: ``loss(params, batch)``, a scalar.
+    batch: the one batch every step takes.
+    batch_text: the batch's size, as the report says it.
+  """
 
   title: str
   params: Any
   loss: Callable[[Any, Any], jax.Array]
   batch: Any
+  batch_text: str
 
   @property
   def num_params(self) -> int:
@@ -66,7 +75,7 @@ def mlp(width: int, depth: int, batch: int) -> Model:
 
   batch_ = (normal(rng, (batch, width)), normal(rng, (batch, width)))
   title = f"MLP, {depth} x {width}x{width}"
-  return Model(title, params, loss, batch_)
+  return Model(title, params, loss, batch_, f"batch {batch}")
 
 
 def many_leaves(heads: int, batch: int, width: int = 64) -> Model:
@@ -100,4 +109,4 @@ def many_leaves(heads: int, batch: int, width: int = 64) -> Model:
 
   batch_ = (normal(rng, (batch, width)), normal(rng, (batch, max(widths))))
   title = f"{heads} regression heads"
-  return Model(title, params, loss, batch_)
+  return Model(title, params, loss, batch_, f"batch {batch}")

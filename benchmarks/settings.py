@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from benchmarks.transformer import TransformerConfig
+
 LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 1e-4
 MiB = 2**20
@@ -17,7 +19,11 @@ class Settings:
     batch: batch size of a train step (small, so that the optimizer's share of
       the step, where the decay lives, is large).
     heads: regression heads of the many-leaf model, four leaves each.
-    step_rounds: rounds of the train-step measurement.
+    transformer: the sizes of the Transformer and of its batch.
+    step_rounds: rounds of the train-step measurement on the MLP and the
+      many-leaf model.
+    transformer_rounds: rounds of the train-step measurement on the
+      Transformer, whose steps take longer.
     update_rounds: rounds of the update-alone measurement.
     compile_rounds: rounds of the trace-and-compile measurement.
     compile_leaves: the tree sizes of the trace-and-compile measurement.
@@ -31,7 +37,9 @@ class Settings:
   mlp_depth: int
   batch: int
   heads: int
+  transformer: TransformerConfig
   step_rounds: int
+  transformer_rounds: int
   update_rounds: int
   compile_rounds: int
   compile_leaves: tuple[int, ...]
@@ -44,7 +52,9 @@ FULL = Settings(
   mlp_depth=6,
   batch=8,
   heads=250,
+  transformer=TransformerConfig(vocab=8192, d_model=512, heads=8, layers=4, context=64, batch=8),
   step_rounds=17,
+  transformer_rounds=9,
   update_rounds=41,
   compile_rounds=5,
   compile_leaves=(10, 100, 1000, 5000),
@@ -56,7 +66,9 @@ QUICK = Settings(
   mlp_depth=2,
   batch=8,
   heads=2,
+  transformer=TransformerConfig(vocab=256, d_model=32, heads=2, layers=1, context=16, batch=2),
   step_rounds=2,
+  transformer_rounds=2,
   update_rounds=2,
   compile_rounds=1,
   compile_leaves=(10, 100),

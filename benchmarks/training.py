@@ -1,6 +1,6 @@
 """One set of parameters and Adam moments, trained by every optimizer in turn."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,13 @@ import optax
 from benchmarks.models import Model
 from benchmarks.settings import LEARNING_RATE
 from benchmarks.timing import Runner
+
+
+class CompiledStep(NamedTuple):
+  """A train step, as JAX lowered it and as XLA compiled it."""
+
+  lowered: jax.stages.Lowered
+  compiled: jax.stages.Compiled
 
 
 def _is_adam_state(x: Any) -> bool:
@@ -49,8 +56,8 @@ class SharedTraining:
     self.adam_state = adam_state_of(optax.adam(LEARNING_RATE).init(self.params))
     self.loss = jnp.zeros(())
 
-  def runner(self, tx: optax.GradientTransformation) -> tuple[Runner, Any]:
-    """A function that takes ``n`` steps with ``tx``, and the compiled step."""
+  def runner(self, tx: optax.GradientTransformation) -> tuple[Runner, CompiledStep]:
+    """A function that takes ``n`` steps with ``tx``, and the step as lowered and compiled."""
     model = self.model
 
     def step(params: Any, opt_state: Any, batch: Any) -> tuple[Any, Any, jax.Array]:
@@ -60,7 +67,8 @@ class SharedTraining:
 
     shapes = jax.eval_shape(lambda: model.params)
     template = jax.eval_shape(tx.init, shapes)
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(shapes, template, model.batch).compile()
+    lowered = jax.jit(step, donate_argnums=(0, 1)).lower(shapes, template, model.batch)
+    compiled = lowered.compile()
 
     def run(steps: int) -> None:
       for _ in range(steps):
@@ -69,4 +77,4 @@ class SharedTraining:
         self.adam_state = adam_state_of(opt_state)
       jax.block_until_ready((self.params, self.adam_state))
 
-    return run, compiled
+    return run, CompiledStep(lowered, compiled)
