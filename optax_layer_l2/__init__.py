@@ -12,7 +12,7 @@ from optax_layer_l2._fans import Dims, Fans, fans, stacked
 from optax_layer_l2._penalty import penalty
 from optax_layer_l2._scales import scales
 from optax_layer_l2._scaling import SCALINGS, LeafInfo
-from optax_layer_l2._transform import LayerL2State, layer_l2
+from optax_layer_l2._transform import LayerL2ReferenceState, LayerL2State, layer_l2
 
 __version__ = "0.1.0"
 
@@ -20,6 +20,7 @@ __all__ = [
   "SCALINGS",
   "Dims",
   "Fans",
+  "LayerL2ReferenceState",
   "LayerL2State",
   "LeafInfo",
   "Report",

@@ -26,6 +26,7 @@ def layer_adamw(
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
   base: optax.Params | None = None,
+  reference: optax.Params | str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam with decoupled weight decay scaled per layer, as ``optax.adamw`` builds it.
 
@@ -58,6 +59,9 @@ def layer_adamw(
     multipliers: as in :func:`layer_l2`.
     base: as in :func:`layer_l2`; with ``scaling="sqrt_fan_in"`` a
       ``weight_decay`` tuned on the base model carries over to wider ones.
+    reference: as in :func:`layer_l2`: decay toward ``"init"`` (the params
+      given to ``init``) or a pytree of arrays instead of toward zero; the
+      step's decay term is then ``lambda * s * (w - w_ref)``.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
@@ -76,6 +80,14 @@ def layer_adamw(
     optax.scale_by_adam(
       b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
     ),
-    layer_l2(weight_decay, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base),
+    layer_l2(
+      weight_decay,
+      scaling,
+      mask=mask,
+      dims=dims,
+      multipliers=multipliers,
+      base=base,
+      reference=reference,
+    ),
     optax.scale_by_learning_rate(learning_rate),
   )

@@ -4,13 +4,16 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
 from optax_layer_l2._penalty import penalty
+from optax_layer_l2._reference import check_reference, reference_leaves
 from optax_layer_l2._scales import NONE_LEAF, DimsOption, leaf_scales
 from optax_layer_l2._scaling import ScalingFn
+from optax_layer_l2._transform import compute_dtype, decayed_value
 from optax_layer_l2._weight_decay import check_weight_decay
 
 
@@ -25,11 +28,14 @@ class Row:
     fan_out: fan-out of one layer (``None`` where not computed).
     scale: the factor ``s`` (0 when not decayed).
     rate: ``weight_decay * s``, the decay per unit of weight.
-    penalty: ``0.5 * weight_decay * s * ||w||^2`` now (``None`` when the
-      leaf holds no values, e.g. from ``jax.eval_shape``).
+    penalty: ``0.5 * weight_decay * s * ||w - w_ref||^2`` now (``w_ref = 0``
+      without a reference; ``None`` when the leaf holds no values, e.g. from
+      ``jax.eval_shape``).
     skipped: why the leaf is not decayed, or ``None``.
     base_shape: the shape of the base model's leaf, where ``base`` was given
       and the leaf is decayed; else ``None``.
+    distance: ``||w - w_ref||`` now, where a ``reference`` was given and the
+      leaf is decayed and holds values; else ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -48,6 +54,7 @@ class Row:
   penalty: float | None
   skipped: str | None
   base_shape: tuple[int, ...] | None = None
+  distance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,8 @@ class Report:
     scaling: the scaling's name.
     rows (tuple[Row, ...]): one :class:`Row` a leaf, in the order of the
       leaves of ``params`` (``None`` leaves left out).
+    reference: whether the decay pulls toward a ``reference`` (the table then
+      has a column ``||w - w_ref||``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -74,6 +83,7 @@ class Report:
   weight_decay: float
   scaling: str
   rows: tuple[Row, ...]
+  reference: bool = False
 
   @property
   def total_penalty(self) -> float | None:
@@ -86,6 +96,8 @@ class Report:
   def __str__(self) -> str:
     with_base = any(row.base_shape is not None for row in self.rows)
     header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
+    if self.reference:
+      header = (*header[:6], DISTANCE, *header[6:])
     if with_base:
       header = (*header[:2], "base shape", *header[2:])
     table = [header]
@@ -100,6 +112,8 @@ class Report:
         "-" if row.penalty is None else f"{row.penalty:.4g}",
         "" if row.skipped is None else row.skipped,
       ]
+      if self.reference:
+        cells.insert(6, "-" if row.distance is None else f"{row.distance:.4g}")
       if with_base:
         cells.insert(2, "-" if row.base_shape is None else str(row.base_shape))
       table.append(tuple(cells))
@@ -107,7 +121,7 @@ class Report:
     right = {
       i
       for i, name in enumerate(header)
-      if name in ("fan_in", "fan_out", "s", "lambda*s", "penalty")
+      if name in ("fan_in", "fan_out", "s", "lambda*s", DISTANCE, "penalty")
     }
     lines = []
     for line in table:
@@ -120,7 +134,8 @@ class Report:
     decayed = sum(row.skipped is None for row in self.rows)
     total = self.total_penalty
     lines.append(
-      f"{decayed} of {len(self.rows)} leaves decayed; weight_decay={self.weight_decay:g}, "
+      f"{decayed} of {len(self.rows)} leaves decayed"
+      f"{' toward the reference' if self.reference else ''}; weight_decay={self.weight_decay:g}, "
       f"scaling={self.scaling}{' relative to base' if with_base else ''}; total penalty "
       + ("-" if total is None else f"{total:.6g}")
     )
@@ -131,8 +146,19 @@ class Report:
     printer.text(str(self))
 
 
+DISTANCE = "||w - w_ref||"
+"""The report's column of each decayed leaf's distance from its reference."""
+
+
 def _holds_values(leaf: Any) -> bool:
   return isinstance(leaf, (jax.Array, np.ndarray)) and not isinstance(leaf, jax.core.Tracer)
+
+
+def _distance(param: Any, reference: Any) -> float:
+  """``||w - w_ref||``, computed in at least float32."""
+  param = jnp.asarray(param)
+  wide = decayed_value(param, reference, compute_dtype(param.dtype))
+  return float(jnp.sqrt(jnp.sum(wide * wide)))
 
 
 def describe(
@@ -144,11 +170,13 @@ def describe(
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
   base: Any | None = None,
+  reference: Any | None = None,
 ) -> Report:
   """A report of what every leaf of ``params`` gets from :func:`layer_l2`.
 
   One row a leaf: path, shape, fans, ``s``, ``weight_decay * s`` and the
-  leaf's current penalty, or why it is not decayed. Use it when switching
+  leaf's current penalty, or why it is not decayed; with a ``reference``,
+  also each decayed leaf's distance ``||w - w_ref||`` from it. Use it when switching
   from plain L2: ``weight_decay * s`` is the per-weight rate each layer now
   gets, to compare with the single rate it had.
 
@@ -162,6 +190,8 @@ def describe(
     multipliers: as in :func:`layer_l2`.
     base: as in :func:`layer_l2`; the report then shows each decayed leaf's
       base shape beside its own.
+    reference: as in :func:`penalty`: a pytree with the structure of
+      ``params`` (arrays, or shapes when ``params`` are shapes).
 
   Returns:
     A :class:`Report`; ``print`` it for the table, read ``.rows`` in programs.
@@ -181,14 +211,35 @@ def describe(
     2 of 4 leaves decayed; weight_decay=0.001, scaling=fan_avg; total penalty 0.281
     >>> [row.path for row in ll2.describe(params, 1e-3).rows if row.skipped is None]
     ['hidden/kernel', 'out/kernel']
+
+    Toward a reference, each decayed leaf's distance from it, in a column
+    ``||w - w_ref||`` of the printed table:
+
+    >>> import jax
+    >>> pretrained = jax.tree.map(lambda w: 0.5 * w, params)
+    >>> report = ll2.describe(params, 1e-3, reference=pretrained)
+    >>> [(row.path, round(row.distance, 2)) for row in report.rows if row.skipped is None]
+    [('hidden/kernel', 50.6), ('out/kernel', 25.3)]
+    >>> round(report.total_penalty, 5)  # a quarter of the penalty toward zero
+    0.07025
+    >>> "||w - w_ref||" in str(report).splitlines()[0]
+    True
   """
   check_weight_decay(weight_decay, allow_schedule=False)
+  check_reference(reference, allow_init=False)
   decisions, treedef = leaf_scales(
     params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
   )
   leaves = treedef.flatten_up_to(params)
+  targets = [None] * len(leaves)
+  if reference is not None:
+    factors = jax.tree.unflatten(treedef, [d.scale for d in decisions])
+    found = reference_leaves(reference, params, factors, need_values=False)
+    targets = treedef.flatten_up_to(found)
   concrete = all(
-    _holds_values(leaf) for leaf, d in zip(leaves, decisions, strict=True) if d.decayed
+    _holds_values(leaf) and (reference is None or _holds_values(target))
+    for leaf, target, d in zip(leaves, targets, decisions, strict=True)
+    if d.decayed
   )
   per_leaf = None
   if concrete:
@@ -200,6 +251,7 @@ def describe(
       dims=dims,
       multipliers=multipliers,
       base=base,
+      reference=reference,
       per_leaf=True,
     )
     per_leaf = treedef.flatten_up_to(values)
@@ -221,7 +273,13 @@ def describe(
         penalty=leaf_penalty,
         skipped=decision.skipped,
         base_shape=decision.base_shape,
+        distance=_distance(leaves[i], targets[i]) if concrete and targets[i] is not None else None,
       )
     )
   name = scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))
-  return Report(weight_decay=float(weight_decay), scaling=name, rows=tuple(rows))
+  return Report(
+    weight_decay=float(weight_decay),
+    scaling=name,
+    rows=tuple(rows),
+    reference=reference is not None,
+  )

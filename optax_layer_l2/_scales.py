@@ -97,15 +97,17 @@ def _is_real_floating(leaf: Any) -> bool:
     return False
 
 
-def _structure_difference(paths: Sequence[str], base_paths: Sequence[str]) -> str:
-  """Where the leaf paths of ``params`` and ``base`` first part."""
-  for path, base_path in zip(paths, base_paths, strict=False):
-    if path != base_path:
-      return f"`params` has leaf {path!r} where `base` has {base_path!r}"
-  if len(paths) > len(base_paths):
-    return f"`base` lacks the leaf {paths[len(base_paths)]!r}"
-  if len(paths) < len(base_paths):
-    return f"`base` has the extra leaf {base_paths[len(paths)]!r}"
+def structure_difference(
+  paths: Sequence[str], other_paths: Sequence[str], argname: str = "base"
+) -> str:
+  """Where the leaf paths of ``params`` and of the argument ``argname`` first part."""
+  for path, other_path in zip(paths, other_paths, strict=False):
+    if path != other_path:
+      return f"`params` has leaf {path!r} where `{argname}` has {other_path!r}"
+  if len(paths) > len(other_paths):
+    return f"`{argname}` lacks the leaf {paths[len(other_paths)]!r}"
+  if len(paths) < len(other_paths):
+    return f"`{argname}` has the extra leaf {other_paths[len(paths)]!r}"
   return "the leaf paths agree but the tree node types differ"
 
 
@@ -117,7 +119,7 @@ def _base_per_leaf(
   if base_def != treedef:
     raise ValueError(
       "`base` must have the tree structure of `params` (the same model at another "
-      f"width); {_structure_difference(paths, base_paths)}."
+      f"width); {structure_difference(paths, base_paths)}."
     )
   return base_leaves, _dims_per_leaf(dims, base, base_paths, base_leaves)
 

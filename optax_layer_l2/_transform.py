@@ -9,6 +9,7 @@ import optax
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
 from optax_layer_l2._paths import first_difference, is_none
+from optax_layer_l2._reference import STATE, check_reference, reference_leaves, stored_reference
 from optax_layer_l2._scales import DimsOption, scales, shapes_of
 from optax_layer_l2._scaling import ScalingFn, resolve_scaling
 from optax_layer_l2._weight_decay import check_weight_decay, coefficient, is_static_zero
@@ -34,13 +35,51 @@ class LayerL2State(NamedTuple):
   count: jax.Array  # shape=(), dtype=int32
 
 
+class LayerL2ReferenceState(NamedTuple):
+  """State of :func:`layer_l2` with a ``reference``: the weights it decays toward.
+
+  ``reference`` holds one copy of each decayed leaf's reference, with the
+  leaf's dtype and sharding; every leaf that is not decayed holds an
+  ``optax.MaskedNode()``, which is nothing. So the state costs exactly the
+  bytes of the decayed leaves, and four more with a schedule.
+
+  Attributes:
+    count: the number of updates so far, for a scheduled ``weight_decay``;
+      ``None`` for a constant one.
+    reference: a tree with the structure of the params.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_layer_l2 as ll2
+    >>> params = {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}
+    >>> ll2.layer_l2(1e-2, reference="init").init(params)
+    LayerL2ReferenceState(count=None, reference={'bias': MaskedNode(), 'kernel': Array([[1., 1.],
+           [1., 1.]], dtype=float32)})
+  """
+
+  count: jax.Array | None  # shape=(), dtype=int32
+  reference: optax.Params
+
+
 def compute_dtype(*dtypes: Any) -> Any:
   """The dtype the decay is computed in: the inputs' and at least float32."""
   return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
 
 
-def _add_decay(update: Any, param: Any, scale: float | None, weight_decay: Any) -> Any:
-  """``update + weight_decay * scale * param``, rounded once to the update's dtype."""
+def decayed_value(param: Any, reference: Any, dtype: Any) -> jax.Array:
+  """``param`` or ``param - reference`` (with no reference), in ``dtype``."""
+  if reference is None:
+    return param.astype(dtype)
+  return param.astype(dtype) - jnp.asarray(reference).astype(dtype)
+
+
+def _add_decay(
+  update: Any, param: Any, scale: float | None, weight_decay: Any, reference: Any = None
+) -> Any:
+  """``update + weight_decay * scale * (param - reference)``, rounded once to the update's dtype.
+
+  Without a reference, ``update + weight_decay * scale * param``.
+  """
   if update is None or not scale:
     return update
   coeff = coefficient(weight_decay, scale)
@@ -48,15 +87,18 @@ def _add_decay(update: Any, param: Any, scale: float | None, weight_decay: Any) 
     type(coeff) is float
     and isinstance(update, jax.Array)
     and update.dtype == param.dtype == jnp.float32
+    and (reference is None or reference.dtype == jnp.float32)
   ):
     # The common case, traced with no more work than `add_decayed_weights`:
     # no casts, and the Python coefficient becomes a float32 literal, rounded
     # as `jnp.asarray(coeff, jnp.float32)` would round it.
-    return update + coeff * param
+    return update + coeff * (param if reference is None else param - reference)
   update = jnp.asarray(update)
   dtype = compute_dtype(update.dtype, param.dtype)
   coeff = jnp.asarray(coeff, dtype)
-  return (update.astype(dtype) + coeff * param.astype(dtype)).astype(update.dtype)
+  return (update.astype(dtype) + coeff * decayed_value(param, reference, dtype)).astype(
+    update.dtype
+  )
 
 
 def layer_l2(
@@ -67,6 +109,7 @@ def layer_l2(
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
   base: optax.Params | None = None,
+  reference: optax.Params | str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adds ``weight_decay * s(leaf) * w`` to the update of each decayed leaf.
 
@@ -98,6 +141,18 @@ def layer_l2(
   ``none`` for coupled decay (see the guide, "Reusing lambda at another
   width").
 
+  With ``reference``, the decay pulls each decayed leaf toward its reference
+  ``w_ref`` instead of toward zero (L2-SP, for fine-tuning):
+
+  .. math::
+
+    g \leftarrow g + \lambda \, s(w) \, (w - w_\mathrm{ref}) ,
+
+  the gradient of :math:`\tfrac{\lambda}{2} \sum_w s(w) \|w - w_\mathrm{ref}\|^2`.
+  The reference is kept in the optimizer state (:class:`LayerL2ReferenceState`),
+  one copy of the decayed leaves only, so the compiled step reads it as an
+  argument, and checkpoints carry it.
+
   Where it stands in the chain decides what it is. Before ``optax.adam`` it is
   L2 regularisation: the decay joins the gradient and Adam normalises both,
   so the learning rate scales it. Between ``optax.scale_by_adam`` and
@@ -107,8 +162,9 @@ def layer_l2(
 
   The factors are Python floats computed from shapes and paths when the step
   is traced; the compiled program holds one multiply-add per decayed leaf.
-  The decay is computed in at least float32 and rounded once to the update's
-  dtype, so half-precision parameters do not lose it to underflow.
+  The decay (and ``w - w_ref``) is computed in at least float32 and rounded
+  once to the update's dtype, so half-precision parameters do not lose it to
+  underflow.
 
   Args:
     weight_decay: the rate ``lambda``: a float, a JAX scalar (it may be traced:
@@ -130,12 +186,18 @@ def layer_l2(
     base: the params of the base model on which ``weight_decay`` was tuned,
       or their shapes (``jax.eval_shape``), with the structure of the params;
       only shapes are kept. ``None``: absolute factors.
+    reference: what the decay pulls toward. ``None`` (default): zero.
+      ``"init"``: the params given to ``init`` (when fine-tuning starts from
+      pretrained weights, those weights). Or a pytree of arrays with the
+      structure, shapes and dtypes of the params, copied into the state at
+      ``init``.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`. Its state is
     ``optax.EmptyState()`` for a constant ``weight_decay`` and
-    :class:`LayerL2State` (one int32 step count) for a schedule; ``update``
-    needs ``params``.
+    :class:`LayerL2State` (one int32 step count) for a schedule; with a
+    ``reference``, :class:`LayerL2ReferenceState` (the reference of each
+    decayed leaf, and the count for a schedule). ``update`` needs ``params``.
 
   Raises:
     ValueError: a negative or non-finite constant ``weight_decay`` or
@@ -143,8 +205,11 @@ def layer_l2(
       ``params``, ``updates`` and ``params`` of different structure, ``Dims``
       axes out of range or overlapping, a ``scaling`` callable giving a
       negative or non-finite value, a ``base`` of another structure or a
-      base leaf of another rank (each naming the leaf's path).
-    TypeError: arguments of the wrong kind.
+      base leaf of another rank, an unknown ``reference`` string, and at
+      ``init`` a ``reference`` of another structure or shape (each naming
+      the leaf's path).
+    TypeError: arguments of the wrong kind; at ``init``, a ``reference`` leaf
+      of another dtype than its leaf (naming the path).
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax
@@ -162,22 +227,38 @@ def layer_l2(
 
     >>> tx = optax.chain(ll2.layer_l2(1e-4, scaling="fan_avg"), optax.adam(1e-3))
 
+    Toward the weights the optimizer starts from (L2-SP):
+
+    >>> tx = ll2.layer_l2(0.1, reference="init")
+    >>> state = tx.init(params)
+    >>> moved = jax.tree.map(lambda w: w + 2.0, params)  # after some training
+    >>> updates, state = tx.update(grads, state, moved)
+    >>> updates["dense"]["kernel"][0, 0]  # 0.1 * (4 + 4) / 16 * (3.0 - 1.0)
+    Array(0.1, dtype=float32)
+
   References:
     - Glorot & Bengio, `Understanding the difficulty of training deep
       feedforward neural networks <https://proceedings.mlr.press/v9/glorot10a.html>`_, 2010.
     - Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, 2019.
+    - Li, Grandvalet & Davoine, `Explicit Inductive Bias for Transfer Learning
+      with Convolutional Networks <https://arxiv.org/abs/1802.01483>`_, 2018
+      (L2-SP).
   """
   check_weight_decay(weight_decay)
   resolve_scaling(scaling)  # raises on an unknown name before any step
   resolve_multipliers(multipliers)  # checks patterns and values now
   is_schedule = callable(weight_decay)
   base = shapes_of(base)  # the base model's arrays are not kept alive
+  check_reference(reference)
 
   def init_fn(params: optax.Params) -> optax.OptState:
-    del params
+    count = jnp.zeros([], jnp.int32) if is_schedule else None
+    if reference is not None:
+      factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
+      return LayerL2ReferenceState(count, stored_reference(reference, params, factors))
     if is_schedule:
-      return LayerL2State(count=jnp.zeros([], jnp.int32))
+      return LayerL2State(count=count)
     return optax.EmptyState()
 
   def update_fn(
@@ -201,19 +282,30 @@ def layer_l2(
       )
     if is_schedule:
       rate = weight_decay(state.count)
-      state = LayerL2State(count=optax.safe_increment(state.count))
+      state = state._replace(count=optax.safe_increment(state.count))
     else:
       rate = weight_decay
     if is_static_zero(rate):
       return updates, state
     factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
-    updates = jax.tree.map(
-      lambda g, p, s: _add_decay(g, p, s, rate),
-      updates,
-      params,
-      factors,
-      is_leaf=is_none,
-    )
+    if reference is None:
+      updates = jax.tree.map(
+        lambda g, p, s: _add_decay(g, p, s, rate),
+        updates,
+        params,
+        factors,
+        is_leaf=is_none,
+      )
+    else:
+      targets = reference_leaves(state.reference, params, factors, name=STATE)
+      updates = jax.tree.map(
+        lambda g, p, s, r: _add_decay(g, p, s, rate, r),
+        updates,
+        params,
+        factors,
+        targets,
+        is_leaf=is_none,
+      )
     return updates, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
