@@ -46,6 +46,27 @@ def test_grad_of_penalty_is_exactly_the_decay(params, scaling, wd):
 
 
 @SETTINGS
+@given(
+  params=param_trees(),
+  scaling=st.sampled_from(list(ll2.SCALINGS)),
+  wd=st.floats(1e-6, 10.0),
+  seed=st.integers(0, 2**16),
+  kind=st.sampled_from(["init", "pytree"]),
+)
+def test_grad_of_penalty_toward_a_reference_is_exactly_the_decay(params, scaling, wd, seed, kind):
+  rng = np.random.default_rng(seed)
+  reference = jax.tree.map(lambda p: jnp.asarray(rng.normal(0.0, 2.0, p.shape), p.dtype), params)
+  tx = ll2.layer_l2(wd, scaling, reference="init" if kind == "init" else reference)
+  state = tx.init(reference if kind == "init" else params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  decay, _ = tx.update(zeros, state, params)
+  grad = jax.grad(ll2.penalty)(params, wd, scaling, reference=reference)
+  chex.assert_trees_all_equal(decay, grad)
+  jitted, _ = jax.jit(tx.update)(zeros, state, params)
+  chex.assert_trees_all_equal(jitted, grad)
+
+
+@SETTINGS
 @given(params=param_trees(), wd=st.floats(1e-6, 10.0))
 def test_none_is_add_decayed_weights_on_the_same_mask(params, wd):
   mask = jax.tree.map(lambda s: s > 0, ll2.scales(params, "none"))

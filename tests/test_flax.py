@@ -339,6 +339,7 @@ OPTIMIZERS = {
   "adam": optax.adam(LEARNING_RATE),
   "layer_l2": regularised(),
   "layer_l2, hidden off": regularised(multipliers={"^hidden/": 0.0}),
+  "layer_l2 toward init": regularised(reference="init"),
 }
 FITS = {"linen": linen_fit, "nnx": nnx_fit}
 
@@ -412,6 +413,56 @@ def test_multipliers_select_layers_by_path_inside_the_optimizer(framework):
   decayed = by_path(trained(framework, "layer_l2, hidden off").first)
   np.testing.assert_array_equal(decayed["hidden/kernel"], plain["hidden/kernel"])
   assert not np.array_equal(decayed["out/kernel"], plain["out/kernel"])
+
+
+def initial_params(framework: str) -> Any:
+  """The weights every fit in ``framework`` starts from."""
+  if framework == "linen":
+    return LinenNet().init(rbg_key(), teacher_data()[0])["params"]
+  return nnx.state(NnxNet(nnx.Rngs(rbg_key())), nnx.Param)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", FITS)
+def test_decay_toward_init_keeps_kernels_near_their_initial_values(framework):
+  start = by_path(initial_params(framework))
+  plain, zero = trained(framework, "adam"), trained(framework, "layer_l2")
+  toward = trained(framework, "layer_l2 toward init")
+  assert toward.losses[-1] < 0.5 * toward.losses[0]
+  for path in DECAYED:
+
+    def moved(run, path=path):
+      return np.linalg.norm(by_path(run.last)[path] - start[path])
+
+    assert moved(toward) < 0.9 * moved(plain), path
+    norm = np.linalg.norm(by_path(toward.last)[path])
+    assert norm > np.linalg.norm(by_path(zero.last)[path]), path  # not pulled toward zero
+  # At the reference the decay is exactly zero: the first step is Adam's, bit for bit.
+  first, plain_first = by_path(toward.first), by_path(plain.first)
+  for path in DECAYED + UNTOUCHED:
+    np.testing.assert_array_equal(first[path], plain_first[path], err_msg=path)
+
+
+def test_nnx_optimizer_keeps_a_pytree_reference_of_the_kernels_only():
+  x, y = teacher_data()
+  model = NnxNet(nnx.Rngs(rbg_key()))
+  pretrained = nnx.state(NnxNet(nnx.Rngs(jax.random.key(1, impl="rbg"))), nnx.Param)
+  optimizer = nnx.Optimizer(model, regularised(100.0, reference=pretrained), wrt=nnx.Param)
+  kept = jax.tree.leaves(optimizer.opt_state[0])
+  reference = by_path(pretrained)
+  assert [np.asarray(leaf).shape for leaf in kept] == [(8, 32), (32, 4)]
+  assert sum(leaf.nbytes for leaf in kept) == sum(reference[path].nbytes for path in DECAYED)
+  before = by_path(nnx.state(model, nnx.Param))
+  for _ in range(5):
+    nnx_step(model, optimizer, x, y)
+  after = by_path(nnx.state(model, nnx.Param))
+  for path in DECAYED:
+    distance = np.linalg.norm(after[path] - reference[path])
+    assert distance < np.linalg.norm(before[path] - reference[path]), path
+  report = ll2.describe(nnx.state(model, nnx.Param), 100.0, reference=pretrained)
+  rows = {row.path: row for row in report.rows}
+  distance = np.linalg.norm(after["out/kernel"] - reference["out/kernel"])
+  assert rows["out/kernel"].distance == pytest.approx(distance, rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,6 +101,12 @@ def same_layout(a, b) -> bool:
   return all(x.sharding.is_equivalent_to(y.sharding, x.ndim) for x, y in pairs if x.ndim)
 
 
+def decayed_leaves(params) -> list:
+  """The leaves of ``params`` that ``layer_l2`` decays by default, in leaf order."""
+  factors = jax.tree.leaves(ll2.scales(params))
+  return [leaf for leaf, s in zip(jax.tree.leaves(params), factors, strict=True) if s]
+
+
 def max_relative_difference(a, b) -> float:
   pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
   return max(
@@ -145,6 +151,13 @@ def child() -> dict:
   reference_update, _ = jax.jit(decay.update)(grads, decay_state, params)
   _, reference, _ = fit(params, x, y, optimizers["layer_l2"], STEPS)
 
+  # L2-SP: decay toward the initial weights, kept in the optimizer state.
+  toward_init = ll2.layer_l2(schedule, "fan_avg", reference="init")
+  sp_optimizer = optax.chain(toward_init, optax.adam(1e-2))
+  moved = jax.tree.map(lambda p: p + 0.5, params)
+  sp_update, _ = jax.jit(toward_init.update)(grads, toward_init.init(params), moved)
+  _, sp_reference, _ = fit(params, x, y, sp_optimizer, STEPS)
+
   findings = {}
   for name, (mesh, spec, batch_spec) in layouts().items():
     sharded_params, sharded_grads = shard(params, mesh, spec), shard(grads, mesh, spec)
@@ -173,6 +186,33 @@ def child() -> dict:
       "sharded_leaves": sum(
         not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_params)
       ),
+    }
+    # The same with a reference: "init" and an unsharded pytree are both kept with each
+    # leaf's sharding.
+    sp_state = toward_init.init(sharded_params)
+    pytree_state = ll2.layer_l2(0.5, reference=params).init(sharded_params)
+    sharded_moved = shard(moved, mesh, spec)
+    compiled_sp = (
+      jax.jit(toward_init.update).lower(sharded_grads, sp_state, sharded_moved).compile()
+    )
+    sp_decayed, _ = compiled_sp(sharded_grads, sp_state, sharded_moved)
+    sp_start, sp_trained, _ = fit(sharded_params, xs, ys, sp_optimizer, STEPS, mesh)
+    kept = decayed_leaves(sharded_params)
+    findings[name]["reference"] = {
+      "init_keeps_layout": same_layout(kept, jax.tree.leaves(sp_state.reference)),
+      "pytree_keeps_layout": same_layout(kept, jax.tree.leaves(pytree_state.reference)),
+      "sharded_references": sum(
+        not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sp_state.reference)
+      ),
+      "decay_bitwise_equal": all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(sp_decayed), jax.tree.leaves(sp_update), strict=True)
+      ),
+      "decay_keeps_layout": same_layout(sharded_params, sp_decayed),
+      "decay_communication": communication(compiled_sp),
+      "step_keeps_layout": same_layout(sp_start.params, sp_trained.params)
+      and same_layout(sp_start.opt_state, sp_trained.opt_state),
+      "step_relative_difference": max_relative_difference(sp_trained.params, sp_reference.params),
     }
     if name == "fsdp":
       # The same step with nothing pinned: does layer_l2 change what XLA decides?
@@ -240,6 +280,20 @@ def test_layer_l2_changes_neither_layout_nor_communication_xla_chooses(findings)
   assert free["moved"]  # this check has teeth: XLA did choose a layout of its own
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_reference_keeps_each_leafs_sharding(findings, layout):
+  found = findings[layout]["reference"]
+  assert found["sharded_references"] >= 1
+  assert found["init_keeps_layout"]
+  assert found["pytree_keeps_layout"]  # an unsharded reference is laid out as its leaf
+  assert found["decay_bitwise_equal"]
+  assert found["decay_keeps_layout"]
+  assert found["decay_communication"] == 0
+  assert found["step_keeps_layout"]
+  assert found["step_relative_difference"] < 1e-4
+
+
 class BoxedMLP(nn.Module):
   """Kernels annotated for sharding by ``nn.with_partitioning``, as linen users do."""
 
@@ -267,6 +321,12 @@ def test_partitioned_boxes_have_the_paths_and_the_decay_of_bare_arrays():
   pairs = zip(jax.tree.leaves(nn.meta.unbox(updates)), jax.tree.leaves(bare_updates), strict=True)
   for a, b in pairs:
     np.testing.assert_array_equal(a, b)
+
+  # A reference is kept boxed too, so the optimizer state carries the partition names.
+  kept = ll2.layer_l2(0.5, reference="init").init(params).reference
+  assert isinstance(kept["hidden"]["kernel"], nn.Partitioned)
+  assert kept["hidden"]["kernel"].names == ("fsdp", None)
+  assert kept["hidden"]["bias"] == optax.MaskedNode()
 
 
 if __name__ == "__main__":
