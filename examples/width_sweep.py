@@ -302,11 +302,11 @@ def summary(rows: Sequence[Row], cfg: Config) -> str:
     "Mean square ms of the trained kernels (40->w, w->w, w->10; mean over seeds), times",
     "(n_in + n_out) and times n_in. Glorot init gives (n_in + n_out)*ms = 2, LeCun n_in*ms = 1.",
   ]
-  header = f"{'width':>5} {'weights':<27} {'(n_in+n_out)*ms':>24} {'n_in*ms':>24}"
+  header = f"{'width':>5} {'weights':<28} {'(n_in+n_out)*ms':>24} {'n_in*ms':>24}"
   lines += [header, "-" * len(header)]
   for w in widths:
     sources = [("unregularised", base[w])]
-    for scaling in ("sqrt_fan_in", "fan_avg"):
+    for scaling in ("sqrt_fan_avg", "sqrt_fan_in"):
       if (scaling, "decoupled", w) in grid:
         sources.append((f"{scaling} decoupled optimum", grid[scaling, "decoupled", w]))
     for name, row in sources:
@@ -314,7 +314,7 @@ def summary(rows: Sequence[Row], cfg: Config) -> str:
       n_in, n_out = np.array(layer_shapes(w)).T
       avg = " ".join(f"{v:7.2f}" for v in (n_in + n_out) * ms)
       inn = " ".join(f"{v:7.2f}" for v in n_in * ms)
-      lines.append(f"{w:>5} {name:<27} {avg:>24} {inn:>24}")
+      lines.append(f"{w:>5} {name:<28} {avg:>24} {inn:>24}")
   lines += [
     "",
     "How unequal is the per-layer penalty s*||W||^2 of the three kernels under each scaling",
@@ -391,7 +391,7 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   """Trained mean square per layer against 1/(n_in + n_out) and against 1/n_in.
 
   Rows of panels: the unregularised networks, then each mode at the optima of
-  ``none``, ``fan_avg`` and ``sqrt_fan_in`` (the others are in the printed tables).
+  ``none``, ``sqrt_fan_in`` and ``sqrt_fan_avg`` (the others are in the printed tables).
   Each width's three kernels are joined by a thin line: a line parallel to
   ``ms = x`` means the three layers pay the same penalty under the scaling of
   that column (``fan_avg`` on the left, fan-in scale on the right).
@@ -399,7 +399,7 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
   grid, base = regularised(rows), unregularised(rows)
   markers = dict(zip(LAYERS, ("o", "s", "^"), strict=True))
   colours = scaling_colours(cfg.scalings)
-  shown = [s for s in ("none", "fan_avg", "sqrt_fan_in") if s in cfg.scalings]
+  shown = [s for s in ("none", "sqrt_fan_in", "sqrt_fan_avg") if s in cfg.scalings]
   panels = [("unregularised", [("unregularised", None)])]
   panels += [(f"{m}, at each optimum", [(s, (s, m)) for s in shown]) for m in cfg.modes]
   fig, axes = plt.subplots(

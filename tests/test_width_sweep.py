@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +92,65 @@ def test_plots_and_summary_are_written(study: tuple[Path, str]) -> None:
     for mode in MODES:
       assert any(line.split()[:2] == [scaling, mode] for line in summary.splitlines())
   assert summary.splitlines()[0] in stdout
+
+
+# --- the shared machinery, on synthetic rows whose answers are known ---------------------
+
+
+def _width_study():
+  sys.path.insert(0, str(ROOT / "examples"))
+  try:
+    from width_study import optimum, runs, tables
+  finally:
+    sys.path.pop(0)
+  return optimum, runs, tables
+
+
+def _parabola_row(width: int, centre: float, depth: float = 1.0):
+  """A row whose seed-mean test loss is ``depth + (log10 lambda - centre)**2``."""
+  import numpy as np
+
+  _, runs, _ = _width_study()
+  lambdas = np.logspace(-3, 1, 17)
+  loss = depth + (np.log10(lambdas) - centre) ** 2
+  metrics = {"test_loss": np.stack([loss - 0.01, loss + 0.01], axis=1)}
+  return runs.Row(width, "sqrt_fan_avg", "decoupled", lambdas, metrics)
+
+
+def test_refined_optimum_finds_the_vertex_between_grid_points() -> None:
+  optimum, _, _ = _width_study()
+  assert optimum.optimum(_parabola_row(32, -0.6)).log_lambda == pytest.approx(-0.6, abs=1e-9)
+  assert optimum.optimum(_parabola_row(32, 2.0)).edge == "high"
+
+
+def test_reusing_an_optimum_costs_nothing_when_it_stays_and_the_gap_when_it_moves() -> None:
+  optimum, _, _ = _width_study()
+  narrow, same, moved = _parabola_row(32, -0.5), _parabola_row(64, -0.5), _parabola_row(64, 0.5)
+  assert optimum.transfer_cost(narrow, same)[0] == pytest.approx(0.0, abs=1e-12)
+  # One decade off the optimum of (x - 0.5)^2 on a grid with 4 points a decade:
+  # linear interpolation between the grid points at -0.5 and 0.5 is exact there.
+  assert optimum.transfer_cost(narrow, moved)[0] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_tables_report_drift_reuse_cost_and_quality_gap() -> None:
+  _, runs, tables = _width_study()
+  rows = [_parabola_row(32, -0.5), _parabola_row(64, 0.5)]
+  plain = [_parabola_row(32, -0.5, depth=1.0), _parabola_row(64, -0.5, depth=0.9)]
+  for row in plain:
+    row.scaling = "none"
+  grid = runs.regularised([*rows, *plain])
+  text = "\n".join(tables.optimum_table(grid, (32, 64), ("none", "sqrt_fan_avg"), ("decoupled",)))
+  line = next(x for x in text.splitlines() if x.startswith("sqrt_fan_avg"))
+  assert "+1.00" in line  # drift in decades
+  reuse = "\n".join(tables.reuse_table(grid, (32, 64), ("sqrt_fan_avg",), ("decoupled",)))
+  assert reuse.splitlines()[-1].split()[2:] == ["+1.000", "+1.000"]
+  baseline = {
+    w: runs.Row(w, "-", "unregularised", np.zeros(1), {"test_loss": np.full((1, 2), 2.0)})
+    for w in (32, 64)
+  }
+  quality = tables.best_loss_table(
+    grid, baseline, (32, 64), ("none", "sqrt_fan_avg"), ("decoupled",)
+  )
+  gap = quality[-1].split()
+  assert gap[:2] == ["sqrt_fan_avg", "decoupled"]
+  assert [float(x) for x in gap[2:]] == pytest.approx([0.0, 0.1, 0.1], abs=1e-3)
