@@ -57,8 +57,9 @@ def layer_adamw(
     mask: as in :func:`layer_l2`.
     dims: as in :func:`layer_l2`.
     multipliers: as in :func:`layer_l2`.
-    base: as in :func:`layer_l2`; with ``scaling="sqrt_fan_in"`` a
-      ``weight_decay`` tuned on the base model carries over to wider ones.
+    base: as in :func:`layer_l2`; with ``scaling="sqrt_fan_avg"`` a
+      ``weight_decay`` tuned on the base model carried over to wider ones in
+      the width study.
     reference: as in :func:`layer_l2`: decay toward ``"init"`` (the params
       given to ``init``) or a pytree of arrays instead of toward zero; the
       step's decay term is then ``lambda * s * (w - w_ref)``.

@@ -46,9 +46,9 @@ SCALINGS: dict[str, ScalingFn] = {
   "fan_avg": lambda info: (info.fan_in + info.fan_out) / info.numel,
   "fan_in": lambda info: info.fan_in / info.numel,
   "fan_out": lambda info: info.fan_out / info.numel,
-  # For `base=`: the inverse of the weight scale of He/LeCun (fan-in) and of
-  # Glorot (fan_avg) initialisation, so that decoupled decay pulls each weight
-  # by the same fraction of Adam's step at every width (see the guide).
+  # For `base=`: the inverse of the fan-in (He/LeCun) and of the Glorot
+  # weight scale, so that decoupled decay pulls each weight by the same
+  # fraction of Adam's step at every width (see the guide).
   "sqrt_fan_in": lambda info: math.sqrt(info.fan_in),
   "sqrt_fan_avg": lambda info: math.sqrt((info.fan_in + info.fan_out) / 2),
 }
