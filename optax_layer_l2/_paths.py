@@ -76,18 +76,48 @@ def broadcast_prefix(
   return broadcast
 
 
-def first_difference(a: Any, b: Any) -> str:
-  """Describes where two trees first differ in their leaf paths."""
+def first_difference(a: Any, b: Any, names: tuple[str, str] = ("updates", "params")) -> str:
+  """Says where two trees first differ, calling them by ``names``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from optax_layer_l2._paths import first_difference
+    >>> first_difference({"w": jnp.ones(2)}, {"w": jnp.ones(2), "b": jnp.ones(2)})
+    "`params` has the leaf 'b', which `updates` lacks"
+  """
+  name_a, name_b = names
   paths_a = flatten_with_paths(a)[0]
   paths_b = flatten_with_paths(b)[0]
-  for path_a, path_b in zip(paths_a, paths_b, strict=False):
-    if path_a != path_b:
-      return f"leaf {path_a!r} against {path_b!r}"
-  if len(paths_a) != len(paths_b):
-    longer, extra = (
-      ("updates", paths_a[len(paths_b)])
-      if len(paths_a) > len(paths_b)
-      else ("params", paths_b[len(paths_a)])
-    )
-    return f"`{longer}` has the extra leaf {extra!r}"
-  return "the leaf paths agree but the tree node types differ"
+  if [""] in (paths_a, paths_b):
+    return f"`{name_a}` is {_size(paths_a)}, `{name_b}` is {_size(paths_b)}"
+  set_a, set_b = set(paths_a), set(paths_b)
+  only_a = [path for path in paths_a if path not in set_b]
+  only_b = [path for path in paths_b if path not in set_a]
+  if only_a and only_b:
+    return f"`{name_a}` has {_leaf(only_a[0])} where `{name_b}` has {_leaf(only_b[0])}"
+  if only_a:
+    return f"`{name_a}` has {_leaf(only_a[0])}, which `{name_b}` lacks"
+  if only_b:
+    return f"`{name_b}` has {_leaf(only_b[0])}, which `{name_a}` lacks"
+  return (
+    f"their leaf paths agree but their containers differ: `{name_a}` is "
+    f"{_structure(a)}, `{name_b}` is {_structure(b)}"
+  )
+
+
+def _leaf(path: str) -> str:
+  """``the leaf 'dense/kernel'``."""
+  return f"the leaf {path!r}"
+
+
+def _size(paths: list[str]) -> str:
+  """``a single leaf`` (a bare array), or ``a tree of 3 leaves``."""
+  if paths == [""]:
+    return "a single leaf"
+  return f"a tree of {len(paths)} leaves" if len(paths) != 1 else "a tree of 1 leaf"
+
+
+def _structure(tree: Any, limit: int = 120) -> str:
+  """The tree's structure as JAX prints it, cut to ``limit`` characters."""
+  text = str(jax.tree.structure(tree, is_leaf=is_none))
+  return text if len(text) <= limit else text[: limit - 3] + "..."

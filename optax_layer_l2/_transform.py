@@ -275,7 +275,8 @@ def layer_l2(
       )
     updates_def = jax.tree.structure(updates, is_leaf=is_none)
     params_def = jax.tree.structure(params, is_leaf=is_none)
-    if updates_def != params_def:
+    # `updates=None` comes back as `None`, as from `optax.add_decayed_weights`.
+    if updates is not None and updates_def != params_def:
       raise ValueError(
         "`updates` and `params` must have the same tree structure; "
         f"{first_difference(updates, params)}."

@@ -53,14 +53,45 @@ def test_update_without_params():
     tx.update(GRADS, tx.init(PARAMS))
 
 
-def test_updates_and_params_of_different_structure():
+@pytest.mark.parametrize(
+  ("grads", "message"),
+  [
+    (
+      {"dense": {"kernel": jnp.ones((4, 3))}},
+      "`params` has the leaf 'dense/bias', which `updates` lacks",
+    ),
+    (
+      {"dense": {"kernel": jnp.ones((4, 3)), "b": jnp.ones(3)}},
+      "`updates` has the leaf 'dense/b' where `params` has the leaf 'dense/bias'",
+    ),
+    (jnp.ones((4, 3)), "`updates` is a single leaf, `params` is a tree of 2 leaves"),
+  ],
+)
+def test_updates_and_params_of_different_structure(grads, message):
   tx = ll2.layer_l2(1e-4)
-  grads = {"dense": {"kernel": jnp.ones((4, 3))}}
-  with pytest.raises(ValueError, match=r"same tree structure; .*'dense/bias'"):
+  with pytest.raises(ValueError, match=f"must have the same tree structure; {message}\\.$"):
     tx.update(grads, tx.init(PARAMS), PARAMS)
-  renamed = {"dense": {"kernel": jnp.ones((4, 3)), "b": jnp.ones(3)}}
-  with pytest.raises(ValueError, match="leaf 'dense/b' against 'dense/bias'"):
-    tx.update(renamed, tx.init(PARAMS), PARAMS)
+
+
+def test_updates_and_params_whose_containers_differ():
+  params = (jnp.ones((4, 3)), jnp.ones(3))
+  tx = ll2.layer_l2(1e-4)
+  with pytest.raises(ValueError, match=r"their leaf paths agree but their containers differ: `upd"):
+    tx.update(list(params), tx.init(params), params)
+
+
+@pytest.mark.parametrize("weight_decay", [0.1, optax.constant_schedule(0.1)])
+def test_updates_none_come_back_none_as_from_add_decayed_weights(weight_decay):
+  # Optax's own `test_none_argument` calls `update(None, state, params)`.
+  ours = ll2.layer_l2(weight_decay, "none")
+  theirs = optax.add_decayed_weights(weight_decay)
+  updates, state = ours.update(None, ours.init(PARAMS), PARAMS)
+  expected, expected_state = theirs.update(None, theirs.init(PARAMS), PARAMS)
+  assert updates is None and expected is None
+  # A schedule's step count advances as Optax's does; a constant keeps no state.
+  assert [int(x) for x in jax.tree.leaves(state)] == [
+    int(x) for x in jax.tree.leaves(expected_state)
+  ]
 
 
 @pytest.mark.parametrize(
