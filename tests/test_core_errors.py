@@ -83,15 +83,13 @@ def test_updates_and_params_whose_containers_differ():
 @pytest.mark.parametrize("weight_decay", [0.1, optax.constant_schedule(0.1)])
 def test_updates_none_come_back_none_as_from_add_decayed_weights(weight_decay):
   # Optax's own `test_none_argument` calls `update(None, state, params)`.
-  ours = ll2.layer_l2(weight_decay, "none")
-  theirs = optax.add_decayed_weights(weight_decay)
-  updates, state = ours.update(None, ours.init(PARAMS), PARAMS)
-  expected, expected_state = theirs.update(None, theirs.init(PARAMS), PARAMS)
-  assert updates is None and expected is None
-  # A schedule's step count advances as Optax's does; a constant keeps no state.
-  assert [int(x) for x in jax.tree.leaves(state)] == [
-    int(x) for x in jax.tree.leaves(expected_state)
-  ]
+  theirs = optax.add_decayed_weights(0.1)
+  assert theirs.update(None, theirs.init(PARAMS), PARAMS)[0] is None
+  tx = ll2.layer_l2(weight_decay, "none")
+  updates, state = tx.update(None, tx.init(PARAMS), PARAMS)
+  assert updates is None
+  # A schedule's step count still advances; a constant keeps no state.
+  assert [int(x) for x in jax.tree.leaves(state)] == ([1] if callable(weight_decay) else [])
 
 
 @pytest.mark.parametrize(
