@@ -136,10 +136,10 @@ def layer_l2(
   With ``base``, the params (or shapes) of the model on which
   ``weight_decay`` was tuned, every scaling is relative to it:
   ``s = c(w) / c(w_base) * multiplier(w)``. At the base each scaling is then
-  plain L2; at another width ``sqrt_fan_in`` keeps the ``weight_decay`` tuned
-  at the base near its optimum for decoupled decay (:func:`layer_adamw`), and
-  ``none`` for coupled decay (see the guide, "Reusing lambda at another
-  width").
+  plain L2. To reuse a ``weight_decay`` tuned at the base on a wider model,
+  the width study found ``sqrt_fan_avg`` for decoupled decay
+  (:func:`layer_adamw`) and plain ``none`` for coupled decay (see the guide,
+  "Reusing lambda at another width").
 
   With ``reference``, the decay pulls each decayed leaf toward its reference
   ``w_ref`` instead of toward zero (L2-SP, for fine-tuning):
