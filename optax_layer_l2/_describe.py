@@ -1,7 +1,7 @@
 """``describe``: a report of what every leaf gets."""
 
 import dataclasses
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import jax
 import jax.numpy as jnp
@@ -89,18 +89,20 @@ class Report:
   def total_penalty(self) -> float | None:
     """The sum of the rows' penalties, or ``None`` if any is unknown."""
     values = [row.penalty for row in self.rows if row.skipped is None]
-    if any(value is None for value in values):
+    known = [value for value in values if value is not None]
+    if len(known) < len(values):
       return None
-    return float(sum(values))
+    return float(sum(known))
 
   def __str__(self) -> str:
     with_base = any(row.base_shape is not None for row in self.rows)
+    header: tuple[str, ...]
     header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
     if self.reference:
       header = (*header[:6], DISTANCE, *header[6:])
     if with_base:
       header = (*header[:2], "base shape", *header[2:])
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for row in self.rows:
       cells = [
         row.path,
@@ -163,7 +165,7 @@ def _distance(param: Any, reference: Any) -> float:
 
 def describe(
   params: Any,
-  weight_decay: Any,
+  weight_decay: jax.typing.ArrayLike,
   scaling: str | ScalingFn = "fan_avg",
   *,
   mask: MaskOrFn | None = None,
@@ -255,6 +257,8 @@ def describe(
       per_leaf=True,
     )
     per_leaf = treedef.flatten_up_to(values)
+  # `check_weight_decay` let only a real number through.
+  rate = float(cast(SupportsFloat, weight_decay))
   rows = []
   for i, decision in enumerate(decisions):
     if decision.skipped == NONE_LEAF:
@@ -269,7 +273,7 @@ def describe(
         fan_in=None if decision.fans is None else decision.fans.fan_in,
         fan_out=None if decision.fans is None else decision.fans.fan_out,
         scale=decision.scale,
-        rate=float(weight_decay) * decision.scale,
+        rate=rate * decision.scale,
         penalty=leaf_penalty,
         skipped=decision.skipped,
         base_shape=decision.base_shape,
@@ -278,7 +282,7 @@ def describe(
     )
   name = scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))
   return Report(
-    weight_decay=float(weight_decay),
+    weight_decay=rate,
     scaling=name,
     rows=tuple(rows),
     reference=reference is not None,

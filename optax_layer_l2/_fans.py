@@ -4,9 +4,9 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
-AxesLike = int | Sequence[int]
+AxesLike: TypeAlias = int | Sequence[int]
 
 # Flax attention projections (linen `MultiHeadDotProductAttention`,
 # `nnx.MultiHeadAttention`): `query`/`key`/`value` kernels are
@@ -57,7 +57,7 @@ class Dims:
   out_axes: AxesLike
   batch_axes: AxesLike = ()
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     for name in ("in_axes", "out_axes", "batch_axes"):
       object.__setattr__(self, name, _as_axes(getattr(self, name), name))
 
@@ -118,15 +118,15 @@ def default_dims(path: str, shape: Sequence[int], batch_axes: AxesLike = ()) -> 
   ``(heads, head_dim, features)`` the reverse.
   """
   rank = len(shape)
-  batch = []
+  batch_list = []
   for axis in _as_axes(batch_axes, "batch_axes"):
     if not -rank <= axis < rank:
       raise ValueError(
         f"`dims` for leaf {path!r}: batch_axes axis {axis} is out of range "
         f"for a leaf of shape {tuple(shape)}."
       )
-    batch.append(axis % rank)
-  batch = tuple(batch)
+    batch_list.append(axis % rank)
+  batch = tuple(batch_list)
   rest = [axis for axis in range(rank) if axis not in batch]
   names = path.split("/")
   layer = names[-2] if len(names) >= 2 else ""
@@ -186,7 +186,7 @@ def fans(shape: Sequence[int], dims: Dims | None = None) -> Fans:
   return leaf_fans("", shape, dims)
 
 
-DimsRule = Callable[[str, Any], Dims | None]
+DimsRule: TypeAlias = Callable[[str, Any], Dims | None]
 
 
 def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:

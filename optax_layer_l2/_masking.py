@@ -1,7 +1,7 @@
 """Which leaves are decayed: the default rule, and a user's mask."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -10,7 +10,8 @@ from optax_layer_l2._paths import broadcast_prefix
 NEVER_DECAYED_BY_DEFAULT = frozenset({"bias", "scale"})
 """Leaf names the default mask never decays, whatever their rank."""
 
-MaskOrFn = Any | Callable[[Any], Any]
+# A pytree of bools (or a prefix of one), or a callable from the params to one.
+MaskOrFn: TypeAlias = Any | Callable[[Any], Any]
 
 
 def default_exclusion(path: str, layer_rank: int) -> str | None:

@@ -3,12 +3,12 @@
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from optax_layer_l2._scaling import checked_factor
 
-MultiplierFn = Callable[[str, Any], float]
-Multipliers = Mapping[str, float] | MultiplierFn
+MultiplierFn: TypeAlias = Callable[[str, Any], float]
+Multipliers: TypeAlias = Mapping[str, float] | MultiplierFn
 
 
 def resolve_multipliers(multipliers: Multipliers | None) -> MultiplierFn:

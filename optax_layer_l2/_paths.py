@@ -62,6 +62,7 @@ def broadcast_prefix(
   def prefix_leaf(x: Any) -> bool:
     return x is None or is_prefix_leaf(x)
 
+  prefix_def: jax.tree_util.PyTreeDef  # annotated: jaxlib ships no stubs for it
   values, prefix_def = jax.tree.flatten(prefix, is_leaf=prefix_leaf)
   try:
     subtrees = prefix_def.flatten_up_to(tree)

@@ -32,7 +32,7 @@ def _leaf_penalty(
 
 def penalty(
   params: Any,
-  weight_decay: Any,
+  weight_decay: jax.typing.ArrayLike,
   scaling: str | ScalingFn = "fan_avg",
   *,
   mask: MaskOrFn | None = None,

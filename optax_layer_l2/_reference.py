@@ -101,7 +101,7 @@ def reference_leaves(
     targets = treedef.flatten_up_to(reference)
   except (ValueError, TypeError):
     raise _structure_error(name, paths, reference) from None
-  kept = []
+  kept: list[Any] = []
   for path, leaf, scale, target in zip(paths, leaves, scales, targets, strict=True):
     if _is_empty(target):
       if scale:
@@ -111,7 +111,9 @@ def reference_leaves(
         )
       kept.append(None)
       continue
-    if jax.tree.structure(target) != jax.tree.structure(0):
+    target_def: jax.tree_util.PyTreeDef  # annotated: jaxlib ships no stubs for it
+    target_def = jax.tree.structure(target)
+    if target_def != jax.tree.structure(0):
       raise _structure_error(name, paths, reference)
     if hasattr(target, "shape") and hasattr(target, "dtype") and hasattr(leaf, "shape"):
       if tuple(target.shape) != tuple(leaf.shape):

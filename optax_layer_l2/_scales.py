@@ -9,7 +9,7 @@ shapes, dtypes and paths are read, so this runs in Python at trace time.
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,8 @@ from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
 from optax_layer_l2._paths import broadcast_prefix, flatten_with_paths, is_none
 from optax_layer_l2._scaling import LeafInfo, ScalingFn, checked_factor, resolve_scaling
 
-DimsOption = Any | Callable[[str, Any], Dims | None]
+# A pytree of `Dims`/`None` (or a prefix of one), or a callable `(path, leaf) -> Dims | None`.
+DimsOption: TypeAlias = Any | Callable[[str, Any], Dims | None]
 
 NONE_LEAF = "None leaf"
 """The reason recorded for a ``None`` in ``params`` (it stays ``None``)."""
@@ -63,7 +64,7 @@ def _dims_per_leaf(
   if dims is None:
     return [None] * len(leaves)
   if callable(dims) and not isinstance(dims, Dims):
-    chosen = []
+    chosen: list[Dims | None] = []
     for path, leaf in zip(paths, leaves, strict=True):
       if leaf is None or not hasattr(leaf, "shape"):
         chosen.append(None)
@@ -234,7 +235,8 @@ def shapes_of(tree: Any) -> Any:
 
   def shape_of(leaf: Any) -> Any:
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-      return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
+      # JAX leaves `ShapeDtypeStruct.__init__` unannotated.
+      return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)  # type: ignore[no-untyped-call]
     return leaf
 
   return jax.tree.map(shape_of, tree, is_leaf=is_none)

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import TypeAlias
 
 from optax_layer_l2._fans import Fans
 
@@ -38,7 +39,7 @@ class LeafInfo:
     return cls(path, shape, fans.fan_in, fans.fan_out, fans.numel)
 
 
-ScalingFn = Callable[[LeafInfo], float]
+ScalingFn: TypeAlias = Callable[[LeafInfo], float]
 
 SCALINGS: dict[str, ScalingFn] = {
   "none": lambda info: 1.0,

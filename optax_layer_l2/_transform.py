@@ -1,6 +1,6 @@
 """``layer_l2``: the gradient transformation that adds per-layer scaled decay."""
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,8 @@ class LayerL2State(NamedTuple):
     LayerL2State(count=Array(0, dtype=int32))
   """
 
-  count: jax.Array  # shape=(), dtype=int32
+  # `count` shadows `tuple.count`, as in Optax's states; mypy flags the override.
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32
 
 
 class LayerL2ReferenceState(NamedTuple):
@@ -57,7 +58,7 @@ class LayerL2ReferenceState(NamedTuple):
            [1., 1.]], dtype=float32)})
   """
 
-  count: jax.Array | None  # shape=(), dtype=int32
+  count: jax.Array | None  # type: ignore[assignment]  # shape=(), dtype=int32
   reference: optax.Params
 
 
@@ -66,7 +67,9 @@ def compute_dtype(*dtypes: Any) -> Any:
   return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
 
 
-def decayed_value(param: Any, reference: Any, dtype: Any) -> jax.Array:
+def decayed_value(
+  param: jax.Array, reference: jax.typing.ArrayLike | None, dtype: jax.typing.DTypeLike
+) -> jax.Array:
   """``param`` or ``param - reference`` (with no reference), in ``dtype``."""
   if reference is None:
     return param.astype(dtype)
@@ -248,16 +251,18 @@ def layer_l2(
   check_weight_decay(weight_decay)
   resolve_scaling(scaling)  # raises on an unknown name before any step
   resolve_multipliers(multipliers)  # checks patterns and values now
-  is_schedule = callable(weight_decay)
   base = shapes_of(base)  # the base model's arrays are not kept alive
   check_reference(reference)
 
   def init_fn(params: optax.Params) -> optax.OptState:
-    count = jnp.zeros([], jnp.int32) if is_schedule else None
+    count = jnp.zeros([], jnp.int32) if callable(weight_decay) else None
     if reference is not None:
       factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
-      return LayerL2ReferenceState(count, stored_reference(reference, params, factors))
-    if is_schedule:
+      state = LayerL2ReferenceState(count, stored_reference(reference, params, factors))
+      # Optax's `OptState` alias admits no `None`, the count of a constant
+      # `weight_decay`, though JAX takes it as an empty subtree.
+      return cast(optax.OptState, state)
+    if count is not None:
       return LayerL2State(count=count)
     return optax.EmptyState()
 
@@ -273,6 +278,7 @@ def layer_l2(
         "`layer_l2` needs the parameters: call `update(updates, state, params)`. "
         "The decay is proportional to them."
       )
+    updates_def: jax.tree_util.PyTreeDef  # annotated: jaxlib ships no stubs for it
     updates_def = jax.tree.structure(updates, is_leaf=is_none)
     params_def = jax.tree.structure(params, is_leaf=is_none)
     # `updates=None` comes back as `None`, as from `optax.add_decayed_weights`.
@@ -281,9 +287,14 @@ def layer_l2(
         "`updates` and `params` must have the same tree structure; "
         f"{first_difference(updates, params)}."
       )
-    if is_schedule:
-      rate = weight_decay(state.count)
-      state = state._replace(count=optax.safe_increment(state.count))
+    if callable(weight_decay):
+      # `init_fn` gave a schedule a state with a count: a `LayerL2State`, or a
+      # `LayerL2ReferenceState`, whose `count` and `_replace` are the same.
+      counted = cast(LayerL2State, state)
+      rate = weight_decay(counted.count)
+      # `safe_increment` is annotated to return any number; given an array, it returns one.
+      count = cast(jax.Array, optax.safe_increment(counted.count))
+      state = counted._replace(count=count)
     else:
       rate = weight_decay
     if is_static_zero(rate):
@@ -298,7 +309,9 @@ def layer_l2(
         is_leaf=is_none,
       )
     else:
-      targets = reference_leaves(state.reference, params, factors, name=STATE)
+      # With a `reference`, `init_fn` made a `LayerL2ReferenceState`.
+      stored = cast(LayerL2ReferenceState, state).reference
+      targets = reference_leaves(stored, params, factors, name=STATE)
       updates = jax.tree.map(
         lambda g, p, s, r: _add_decay(g, p, s, rate, r),
         updates,

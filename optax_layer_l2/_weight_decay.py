@@ -5,7 +5,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 
 
 def check_weight_decay(weight_decay: Any, *, allow_schedule: bool = True) -> None:
@@ -50,7 +49,7 @@ def is_static_zero(weight_decay: Any) -> bool:
   return isinstance(weight_decay, (int, float)) and weight_decay == 0
 
 
-def coefficient(weight_decay: optax.ScalarOrSchedule, scale: float) -> Any:
+def coefficient(weight_decay: jax.typing.ArrayLike, scale: float) -> jax.typing.ArrayLike:
   """``weight_decay * s``: the decay's coefficient for one leaf.
 
   Computed by this one expression for the transformation and the penalty, so
