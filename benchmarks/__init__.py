@@ -17,7 +17,8 @@ Each part lives in the module named for it:
   trains in turn;
 * ``timing``: interleaved timing of compiled programs;
 * ``spread``: medians, ratios and their confidence intervals;
-* ``programs``: whether two programs are the same but for their constants;
+* ``programs``: whether two programs are the same but for their constants,
+  compared as graphs of operations, blind to names, order and metadata;
 * ``budgets``: the SPEC's limits and the verdicts against them;
 * one module a measurement: ``train_step``, ``update_alone``, ``compile_time``,
   ``optimizer_state``, ``peak_memory``;

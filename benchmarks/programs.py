@@ -6,26 +6,29 @@ A program is compared in two forms:
   by JAX from our code alone, the same on every backend, so whether two
   lowered programs agree means the same on a CPU and on a GPU.
 * compiled: the HLO that XLA's optimizer made of it for this backend, which is
-  what runs. XLA:CPU compiles programs that differ only in constants into the
-  same program with other constants. XLA:GPU need not: a factor that is one
-  constant for every leaf (``add_decayed_weights``, ``adamw``) can be fused,
-  shared or deduplicated otherwise than one that differs from leaf to leaf,
-  and kernels are named, numbered and ordered as the GPU compiler goes (with
-  jax 0.11.2 on a CUDA GPU, the compiled steps of ``layer_l2("fan_avg")`` and
-  ``add_decayed_weights`` differed as text while ``layer_l2("none")``'s
-  matched). The time, not the text, shows whether that costs anything.
+  what runs. Programs that differ only in constants need not compile alike: a
+  factor that is one constant for every leaf (``add_decayed_weights``,
+  ``adamw``) is one instruction with many users, which XLA passes into each
+  fusion as an operand, where a factor that only one leaf uses is folded into
+  its fusion; XLA:GPU may also fuse, share or deduplicate kernels otherwise,
+  and names, numbers and orders them as it goes (with jax 0.11.2 on a CUDA GPU,
+  the compiled steps of ``layer_l2("fan_avg")`` and ``add_decayed_weights``
+  differed as text while ``layer_l2("none")``'s matched). The time, not the
+  text, shows whether that costs anything.
 
 Either form is compared as a graph, not as text: :func:`fingerprint` hashes
 each instruction from its shape, opcode, attributes and the hashes of its
 operands and called computations, so that the names XLA numbers as it goes,
 the order of the instructions and of the computations, the sharing of
-identical computations, and metadata (source lines, ``backend_config``) do
-not count, and constants count only if asked.
+identical computations, whether a fusion's constant is inside it or passed to
+it, and metadata (source lines, ``backend_config``) do not count, and
+constants count only if asked.
 """
 
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 IGNORED_ATTRIBUTES = frozenset(
@@ -90,20 +93,20 @@ def fingerprint(text: str, *, constants: bool = True) -> str:
     same graph of operations.
   """
   computations, entry = _parsed(text)
-  digests: dict[str, str] = {}
+  digests: dict[tuple[str, Bindings], str] = {}
 
-  def digest_of(name: str) -> str:
-    if name not in digests:
-      called = {}
-      for instruction in computations[name].values():
-        for attribute in instruction.attributes:
-          for match in _NAME.finditer(attribute):
-            if match.group(1) in computations and match.group(1) != name:
-              called[match.group(1)] = digest_of(match.group(1))
-      digests[name] = _computation_digest(computations[name], called, constants)
-    return digests[name]
+  def digest_of(name: str, bound: Bindings = ()) -> str:
+    if (name, bound) not in digests:
+      digests[name, bound] = _computation_digest(
+        computations[name], digest_of, computations, constants, dict(bound)
+      )
+    return digests[name, bound]
 
   return digest_of(entry)
+
+
+Bindings = tuple[tuple[int, str], ...]
+"""The parameters of a fused computation that its fusion passes constants to: (index, value)."""
 
 
 class _Instruction(NamedTuple):
@@ -208,24 +211,60 @@ def _split(rest: str) -> tuple[str, str, list[str], list[str]]:
 
 
 def _computation_digest(
-  instructions: dict[str, _Instruction], called: dict[str, str], constants: bool
+  instructions: dict[str, _Instruction],
+  digest_of: Callable[[str, Bindings], str],
+  computations: dict[str, Any],
+  constants: bool,
+  bound: dict[int, str],
 ) -> str:
-  """The hash of a computation: of its instructions, each hashed with its operands' hashes."""
+  """The hash of a computation: of its root and parameters, each hashed with its operands'.
+
+  A fusion that passes a constant to its fused computation is hashed as if
+  the constant were inside it (``bound`` holds such constants by parameter
+  index): XLA folds a constant into a fusion when the fusion is its only
+  user, and passes it in when others use it too, as when one factor serves
+  every leaf.
+  """
   digests: dict[str, str] = {}
 
-  def rename(match: re.Match) -> str:
-    token = match.group(1)
-    if token in called:
-      return f"@{called[token]}"
-    return f"#{digests[token]}" if token in digests else match.group(0)
+  def constant(shape: str, value: str) -> str:
+    return _hash(f"{shape} constant({value if constants else '...'}) []")
+
+  def called(instruction: _Instruction) -> dict[str, str]:
+    """The computations ``instruction`` calls, each with its hash at this call."""
+    bindings: Bindings = ()
+    if instruction.opcode == "fusion":
+      bindings = tuple(
+        (i, instructions[o].operands[0])
+        for i, o in enumerate(instruction.operand_names())
+        if o in instructions and instructions[o].opcode == "constant"
+      )
+    return {
+      match.group(1): digest_of(match.group(1), bindings)
+      for attribute in instruction.attributes
+      for match in _NAME.finditer(attribute)
+      if match.group(1) in computations
+    }
 
   def digest(instruction: _Instruction) -> str:
-    if instruction.opcode == "parameter" or (instruction.opcode == "constant" and constants):
-      arguments = instruction.operands
-    elif instruction.opcode == "constant":
-      arguments = ["..."]
+    if instruction.opcode == "constant":
+      return constant(instruction.shape, instruction.operands[0])
+    if instruction.opcode == "parameter":
+      index = int(instruction.operands[0])
+      if index in bound:
+        return constant(instruction.shape, bound[index])
+      arguments = [str(index - sum(i < index for i in bound))]
     else:
-      arguments = [f"#{digests.get(o, o)}" for o in instruction.operand_names()]
+      arguments = [
+        f"#{digests.get(o, o)}"
+        for o in instruction.operand_names()
+        if instruction.opcode != "fusion" or instructions.get(o, instruction).opcode != "constant"
+      ]
+    calls = called(instruction)
+
+    def rename(match: re.Match) -> str:
+      return f"@{calls[match.group(1)]}" if match.group(1) in calls else match.group(0)
+
     kept = [_NAME.sub(rename, attribute) for attribute in instruction.attributes]
     return _hash(f"{instruction.shape} {instruction.opcode}({', '.join(arguments)}) {kept}")
 
@@ -243,5 +282,10 @@ def _computation_digest(
       else:
         digests[top] = digest(instructions[top])
         stack.pop()
-  roots = [digests[name] for name, instruction in instructions.items() if instruction.is_root]
-  return _hash("\n".join(sorted(digests.values())) + "\nROOT " + " ".join(roots))
+  root = next(digests[name] for name, instruction in instructions.items() if instruction.is_root)
+  parameters = sorted(
+    digests[name]
+    for name, instruction in instructions.items()
+    if instruction.opcode == "parameter" and int(instruction.operands[0]) not in bound
+  )
+  return _hash(f"ROOT {root} PARAMETERS {parameters}")

@@ -104,13 +104,13 @@ def report(settings: Settings, quick: bool) -> str:
     f"for all {len(ll2.SCALINGS)}, and on the Transformer the default, `fan_avg`, does.",
     "The last two columns compare each step's program with that of `add_decayed_weights` + "
     "`adam` (of `adamw`, for `layer_adamw`) as graphs of operations, blind to the names, "
-    "order and metadata of instructions: as JAX lowered it, before XLA optimizes it, which "
-    "is the same on every backend; and as XLA compiled it for this one. XLA:CPU compiles "
-    "programs that differ only in constants into the same program with other constants; "
-    "another backend's compiler need not (on a GPU, a factor that is one constant for every "
-    "leaf can be fused or shared otherwise than one that differs from leaf to leaf), so "
-    "there a compiled program that differs is reported but not counted as a miss: the "
-    "lowered programs are the same, and the times are what show a cost.",
+    "order and metadata of instructions and to whether a fusion's constant is inside it or "
+    "passed to it: as JAX lowered it, before XLA optimizes it, which is the same on every "
+    "backend; and as XLA compiled it for this one. XLA:CPU compiles these programs alike "
+    "but for constants; another backend's compiler need not (on a GPU, a factor that is one "
+    "constant for every leaf can be fused or shared otherwise than one that differs from "
+    "leaf to leaf), so there a compiled program that differs is reported but not counted as "
+    "a miss: the lowered programs are the same, and the times are what show a cost.",
     "What a decay costs against plain `adam` is the cost of coupled L2 in XLA, whoever "
     "writes it: the step of `layer_l2` + `adam` is the program of `add_decayed_weights` + "
     "`adam`. XLA on CPU (as of jax 0.10) splits Adam into three loops a leaf: first moment, "

@@ -3,9 +3,11 @@
 Five measurements, each against ``optax.add_decayed_weights`` on the same mask
 (and plain ``optax.adam`` where it makes sense):
 
-1. the time of a jitted, donated train step on a ~100M-parameter MLP and on a
-   1,000-leaf model, and whether the compiled step is the same program as
-   with ``add_decayed_weights`` (it is, but for the decay's constants);
+1. the time of a jitted, donated train step on a ~100M-parameter MLP, on a
+   1,000-leaf model and on a 21M-parameter decoder-only Transformer, and
+   whether the step is the same program as with ``add_decayed_weights`` but
+   for the decay's constants, as JAX lowered it (on every backend) and as XLA
+   compiled it;
 2. the time of the update alone (``update`` + ``optax.apply_updates``), as
    bytes/s against a plain jitted ``p + a * g``, the machine's roofline;
 3. trace and compile time against the number of leaves;
@@ -21,7 +23,7 @@ progress goes to stderr.
 
 Usage, from the repository root::
 
-  python -m benchmarks.step_time            # the full run: 10-15 minutes on 2 CPU cores
+  python -m benchmarks.step_time            # the full run: 15-40 minutes on 2 CPU cores, by load
   python -m benchmarks.step_time --quick    # a smoke run on small models, under a minute
   python -m benchmarks.step_time --quick --output perf.md  # write the report there
 """

@@ -302,6 +302,7 @@ def _module(
   shared=False,
   reordered=False,
   metadata="",
+  passed_in=False,
 ):
   """A small HLO module as XLA prints it: two fusions that decay a gradient each.
 
@@ -309,17 +310,21 @@ def _module(
   makes both fusions call the first computation, as XLA can when the two are
   identical; ``reordered`` prints the computations and the entry's
   independent instructions in another order; ``metadata`` is appended to every
-  instruction.
+  instruction; ``passed_in`` passes the first decay to both fusions as an
+  operand, as XLA does with a constant that several fusions use.
   """
   first, second, fusion, fusion_1 = names
+  decay = "%param_2" if passed_in else "%constant.1"
 
-  def computation(name, decay):
+  def computation(name, value):
     return [
-      f"%{name} (param_0: f32[4], param_1: f32[4]) -> f32[4] {{",
+      f"%{name} (param_0: f32[4], param_1: f32[4]{', param_2: f32[]' * passed_in}) -> f32[4] {{",
       f"  %param_0 = f32[4]{{0}} parameter(0){metadata}",
       f"  %param_1 = f32[4]{{0}} parameter(1){metadata}",
-      f"  %constant.{len(name)} = f32[] constant({decay})",
-      f"  %broadcast.1 = f32[4]{{0}} broadcast(%constant.{len(name)}), dimensions={{}}{metadata}",
+      "  %param_2 = f32[] parameter(2)"
+      if passed_in
+      else f"  %constant.1 = f32[] constant({value})",
+      f"  %broadcast.1 = f32[4]{{0}} broadcast({decay}), dimensions={{}}{metadata}",
       f"  %multiply.2 = f32[4]{{0}} multiply(%param_1, %broadcast.1){metadata}",
       f"  ROOT %{op}.3 = f32[4]{{0}} {op}(%param_0, %multiply.2){metadata}",
       "}",
@@ -328,11 +333,14 @@ def _module(
   computations = [computation(first, decays[0])]
   if not shared:
     computations.append(computation(second, decays[1]))
+  passed = ", %constant.5" * passed_in
   fusions = [
-    f"  %{fusion} = f32[4]{{0}} fusion(%g.1, %p.1), kind=kLoop, calls=%{first}{metadata}",
-    f"  %{fusion_1} = f32[4]{{0}} fusion(%g.2, %p.2), kind=kLoop, "
+    f"  %{fusion} = f32[4]{{0}} fusion(%g.1, %p.1{passed}), kind=kLoop, calls=%{first}{metadata}",
+    f"  %{fusion_1} = f32[4]{{0}} fusion(%g.2, %p.2{passed}), kind=kLoop, "
     f"calls=%{first if shared else second}{metadata}",
   ]
+  if passed_in:
+    fusions.insert(0, f"  %constant.5 = f32[] constant({decays[0]})")
   parameters = [
     f"  %{n}.{i} = f32[4]{{0}} parameter({2 * i + k - 2})"
     for i in (1, 2)
@@ -370,8 +378,10 @@ GPU_METADATA = (
     _module(reordered=True),
     _module(metadata=GPU_METADATA),
     _module(shared=True),
+    _module(passed_in=True),
+    _module(passed_in=True, shared=True, reordered=True),
   ],
-  ids=["numbering", "order", "metadata", "shared computation"],
+  ids=["numbering", "order", "metadata", "shared computation", "constant passed in", "all"],
 )
 def test_program_comparison_ignores_incidental_text(other):
   bench = _benchmark_module("programs")
@@ -384,12 +394,21 @@ def test_program_comparison_ignores_incidental_text(other):
   [
     (_module(decays=("0.0001", "2.5e-05")), "identical but for constants"),
     (_module(decays=("2.5e-05", "2.5e-05"), shared=True), "identical but for constants"),
+    (_module(decays=("2.5e-05", "0.0001"), passed_in=True), "identical but for constants"),
     (_module(op="subtract"), "differs"),
     (_module(op="subtract", decays=("1", "1"), metadata=GPU_METADATA), "differs"),
     (_module().replace("fusion(%g.1, %p.1)", "fusion(%p.1, %g.1)"), "differs"),
     (_module().replace("fusion(%g.2, %p.2)", "fusion(%g.1, %p.2)"), "differs"),
   ],
-  ids=["constant", "shared constant", "op", "op and constants", "operand order", "wiring"],
+  ids=[
+    "constant",
+    "shared constant",
+    "constant passed in",
+    "op",
+    "op and constants",
+    "operand order",
+    "wiring",
+  ],
 )
 def test_program_comparison_sees_constants_and_operations(other, expected):
   bench = _benchmark_module("programs")
