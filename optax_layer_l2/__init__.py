@@ -14,7 +14,7 @@ from optax_layer_l2._scales import scales
 from optax_layer_l2._scaling import SCALINGS, LeafInfo
 from optax_layer_l2._transform import LayerL2ReferenceState, LayerL2State, layer_l2
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
   "SCALINGS",
