@@ -20,9 +20,19 @@ def layer_l2_name(scaling: str) -> str:
   return f'`layer_l2("{scaling}")` + `adam`'
 
 
+def toward_init_name(scaling: str) -> str:
+  """The name of ``chain(layer_l2(scaling, reference="init"), adam)`` in the tables."""
+  return f'`layer_l2("{scaling}", reference="init")` + `adam`'
+
+
 def is_layer_l2(name: str) -> bool:
   """Whether ``name`` is that of a ``chain(layer_l2, adam)``."""
   return name.startswith("`layer_l2")
+
+
+def decayed(mask: Any) -> optax.GradientTransformation:
+  """``chain(add_decayed_weights(mask), adam)``: what a user would write instead of ``layer_l2``."""
+  return optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask), optax.adam(LEARNING_RATE))
 
 
 def train_optimizers(mask: Any, scalings: Sequence[str]) -> dict[str, optax.GradientTransformation]:
@@ -33,15 +43,37 @@ def train_optimizers(mask: Any, scalings: Sequence[str]) -> dict[str, optax.Grad
       ``add_decayed_weights`` and ``adamw`` so that all decay the same leaves.
     scalings: the scalings of ``layer_l2`` to time.
   """
-
-  def decayed() -> optax.GradientTransformation:
-    return optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask), optax.adam(LEARNING_RATE))
-
-  optimizers = {ADAM: optax.adam(LEARNING_RATE), DECAYED: decayed(), DECAYED_AGAIN: decayed()}
+  optimizers = {
+    ADAM: optax.adam(LEARNING_RATE),
+    DECAYED: decayed(mask),
+    DECAYED_AGAIN: decayed(mask),
+  }
   for scaling in scalings:
     optimizers[layer_l2_name(scaling)] = optax.chain(
       ll2.layer_l2(WEIGHT_DECAY, scaling), optax.adam(LEARNING_RATE)
     )
   optimizers[ADAMW] = optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, mask=mask)
   optimizers[LAYER_ADAMW] = ll2.layer_adamw(LEARNING_RATE, WEIGHT_DECAY, "fan_avg")
+  return optimizers
+
+
+def reference_optimizers(
+  mask: Any, scalings: Sequence[str]
+) -> dict[str, optax.GradientTransformation]:
+  """The optimizers of the measurement of a decay toward a reference, by name.
+
+  ``add_decayed_weights`` + ``adam`` (on ``mask``), ``layer_l2("fan_avg")`` +
+  ``adam`` toward zero (``reference=None``, the default), and
+  ``layer_l2(scaling, reference="init")`` + ``adam`` for each of ``scalings``.
+  """
+  optimizers = {
+    DECAYED: decayed(mask),
+    layer_l2_name("fan_avg"): optax.chain(
+      ll2.layer_l2(WEIGHT_DECAY, "fan_avg", reference=None), optax.adam(LEARNING_RATE)
+    ),
+  }
+  for scaling in scalings:
+    optimizers[toward_init_name(scaling)] = optax.chain(
+      ll2.layer_l2(WEIGHT_DECAY, scaling, reference="init"), optax.adam(LEARNING_RATE)
+    )
   return optimizers

@@ -25,6 +25,7 @@ it, and metadata (source lines, ``backend_config``) do not count, and
 constants count only if asked.
 """
 
+import collections
 import functools
 import hashlib
 import re
@@ -77,6 +78,27 @@ def same_program(ours: str, theirs: str) -> str:
   if fingerprint(ours, constants=False) == fingerprint(theirs, constants=False):
     return "identical but for constants"
   return "differs"
+
+
+def operations_beyond(ours: str, theirs: str) -> dict[str, int]:
+  """How many more instructions of each opcode ``ours`` holds than ``theirs`` (fewer if < 0).
+
+  Counted over every computation of each HLO module; opcodes whose counts
+  agree are left out, in the order of the opcode's name.
+  """
+  counts = [
+    collections.Counter(
+      instruction.opcode
+      for computation in _parsed(text)[0].values()
+      for instruction in computation.values()
+    )
+    for text in (ours, theirs)
+  ]
+  return {
+    opcode: counts[0][opcode] - counts[1][opcode]
+    for opcode in sorted(counts[0] | counts[1])
+    if counts[0][opcode] != counts[1][opcode]
+  }
 
 
 @functools.lru_cache(maxsize=32)

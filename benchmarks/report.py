@@ -11,9 +11,11 @@ from benchmarks.compile_time import measure_compile
 from benchmarks.machine import load, machine
 from benchmarks.models import many_leaves, mlp
 from benchmarks.optimizer_state import state_section
+from benchmarks.optimizers import train_optimizers
 from benchmarks.peak_memory import memory_section
 from benchmarks.progress import log
 from benchmarks.settings import LEARNING_RATE, WEIGHT_DECAY, Settings
+from benchmarks.toward_reference import measure_reference, reference_section
 from benchmarks.train_step import measure_steps, noise_note, step_section
 from benchmarks.transformer import transformer
 from benchmarks.update_alone import measure_update
@@ -25,6 +27,30 @@ MANY_LEAF_SCALINGS = ("none", "fan_avg")
 
 TRANSFORMER_SCALINGS = ("fan_avg",)
 """The scalings timed on the Transformer: the default."""
+
+
+def made_by(command: str, minutes: float, settings: Settings, quick: bool) -> str:
+  """The report's first paragraph: how it was made and how its numbers were taken."""
+  today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+  return (
+    f"Made by `{command}` on {today} in {minutes:.1f} minutes"
+    + (" (a smoke run on small models: the numbers mean little)." if quick else ".")
+    + " Regenerate it with that command. Times are medians over rounds in which each "
+    "program ran once, in an order rotating from round to round; a ratio is the median "
+    "of the ratios within each round, with a 95% confidence interval of that median in "
+    "brackets (two order statistics: no assumption on the distribution). Every program is "
+    "compiled ahead of time and run twice before it is timed, and takes and donates its "
+    "parameters and optimizer state as a training loop does. "
+    + (
+      f"Each timed program is compiled {settings.copies} times, in the order A B C then "
+      "C B A, and its copies take turns from round to round: XLA on CPU runs a program "
+      "that a process compiled later slower than an earlier copy of the very same "
+      "program (by up to 20% for the 1,000-leaf programs, on this machine), which would "
+      "otherwise count against whichever program was compiled last."
+      if settings.copies > 1
+      else "Each timed program is compiled once."
+    )
+  )
 
 
 def report(settings: Settings, quick: bool) -> str:
@@ -49,43 +75,30 @@ def report(settings: Settings, quick: bool) -> str:
   ]
   step_results = []
   for model, scalings, rounds in steps:
-    log(f"[1/5] train step: {model.title}")
-    step_results.append(measure_steps(model, scalings, settings, rounds))
-  log("[2/5] update alone")
+    log(f"[1/6] train step: {model.title}")
+    optimizers = train_optimizers(model.mask(), scalings)
+    step_results.append(measure_steps(model, optimizers, settings, rounds))
+  log("[2/6] update alone")
   update_tables = []
   for model in models:
     log(f"  {model.title}")
     update_tables.append(measure_update(model, settings, verdicts))
-  log("[3/5] trace and compile")
+  log("[3/6] trace and compile")
   compile_table = measure_compile(settings, verdicts)
-  log("[4/5] optimizer state")
+  log("[4/6] optimizer state")
   state_table = state_section(models[1], verdicts)
-  log("[5/5] peak memory")
+  log("[5/6] peak memory")
   step_tables = [step_section(result, verdicts) for result in step_results]
   memory_tables = [memory_section(result, verdicts) for result in step_results]
+  log(f"[6/6] decay toward a reference: {models[0].title}")
+  reference = reference_section(
+    measure_reference(models[0], settings, settings.step_rounds), verdicts
+  )
   minutes = (time.perf_counter() - started) / 60
 
-  command = COMMAND + (" --quick" if quick else "")
-  today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
   sections = [
     "# Performance",
-    f"Made by `{command}` on {today} in {minutes:.1f} minutes"
-    + (" (a smoke run on small models: the numbers mean little)." if quick else ".")
-    + " Regenerate it with that command. Times are medians over rounds in which each "
-    "program ran once, in an order rotating from round to round; a ratio is the median "
-    "of the ratios within each round, with a 95% confidence interval of that median in "
-    "brackets (two order statistics: no assumption on the distribution). Every program is "
-    "compiled ahead of time and run twice before it is timed, and takes and donates its "
-    "parameters and optimizer state as a training loop does. "
-    + (
-      f"Each timed program is compiled {settings.copies} times, in the order A B C then "
-      "C B A, and its copies take turns from round to round: XLA on CPU runs a program "
-      "that a process compiled later slower than an earlier copy of the very same "
-      "program (by up to 20% for the 1,000-leaf programs, on this machine), which would "
-      "otherwise count against whichever program was compiled last."
-      if settings.copies > 1
-      else "Each timed program is compiled once."
-    ),
+    made_by(COMMAND + (" --quick" if quick else ""), minutes, settings, quick),
     "## Machine",
     machine(load_before),
     noise_note(step_results),
@@ -144,5 +157,29 @@ def report(settings: Settings, quick: bool) -> str:
     "section 1, from `compiled.memory_analysis()`. The reference of `layer_l2` is "
     "`add_decayed_weights` + `adam`, that of `layer_adamw` is `adamw`.",
     *memory_tables,
+    *reference,
+  ]
+  return "\n\n".join(sections) + "\n"
+
+
+def reference_report(settings: Settings, quick: bool) -> str:
+  """Section 6 alone, decay toward a reference, with the machine and its budgets."""
+  load_before = load()
+  verdicts = Verdicts(jax.default_backend())
+  started = time.perf_counter()
+  model = mlp(settings.mlp_width, settings.mlp_depth, settings.batch)
+  log(f"decay toward a reference: {model.title}")
+  reference = reference_section(measure_reference(model, settings, settings.step_rounds), verdicts)
+  minutes = (time.perf_counter() - started) / 60
+  command = COMMAND + (" --quick" if quick else "") + " --only reference"
+  sections = [
+    "# Performance",
+    made_by(command, minutes, settings, quick),
+    "## Machine",
+    machine(load_before),
+    "## Budgets",
+    "The budgets this section is checked against, from the SPEC.",
+    verdicts.summary(measured_only=True),
+    *reference,
   ]
   return "\n\n".join(sections) + "\n"

@@ -1,6 +1,6 @@
 """What ``layer_l2`` costs, measured beside what a user would use instead.
 
-Five measurements, each against ``optax.add_decayed_weights`` on the same mask
+Six measurements, each against ``optax.add_decayed_weights`` on the same mask
 (and plain ``optax.adam`` where it makes sense):
 
 1. the time of a jitted, donated train step on a ~100M-parameter MLP, on a
@@ -12,7 +12,9 @@ Five measurements, each against ``optax.add_decayed_weights`` on the same mask
    bytes/s against a plain jitted ``p + a * g``, the machine's roofline;
 3. trace and compile time against the number of leaves;
 4. the bytes of optimizer state;
-5. the peak memory XLA plans for the jitted step.
+5. the peak memory XLA plans for the jitted step;
+6. a decay toward a reference (``reference="init"``): the time of the train
+   step on the MLP, and the bytes of the reference it keeps in its state.
 
 Times are medians over rounds in which every program runs once, in an order
 that rotates from round to round; a ratio is the median of the ratios taken
@@ -26,6 +28,7 @@ Usage, from the repository root::
   python -m benchmarks.step_time            # the full run: 15-40 minutes on 2 CPU cores, by load
   python -m benchmarks.step_time --quick    # a smoke run on small models, under a minute
   python -m benchmarks.step_time --quick --output perf.md  # write the report there
+  python -m benchmarks.step_time --only reference  # section 6 alone: 5-10 minutes; writes no file
 """
 
 import argparse
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.progress import log
-from benchmarks.report import report
+from benchmarks.report import reference_report, report
 from benchmarks.settings import FULL, QUICK
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -46,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     "--quick", action="store_true", help="a smoke run on small models; writes no file by default"
   )
   parser.add_argument(
+    "--only",
+    choices=["reference"],
+    default=None,
+    help="run one section alone: 'reference', decay toward a reference (section 6); "
+    "writes no file by default",
+  )
+  parser.add_argument(
     "--output",
     type=Path,
     default=None,
@@ -53,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   )
   args = parser.parse_args(argv)
   settings = QUICK if args.quick else FULL
-  text = report(settings, args.quick)
+  text = reference_report(settings, args.quick) if args.only else report(settings, args.quick)
   print(text, end="")
-  output = args.output if args.output is not None or args.quick else DEFAULT_OUTPUT
+  whole = not (args.quick or args.only)
+  output = args.output if args.output is not None else DEFAULT_OUTPUT if whole else None
   if output is not None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

@@ -5,6 +5,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import optax
+
 from benchmarks.budgets import Verdicts
 from benchmarks.markdown import ms, table
 from benchmarks.models import Model
@@ -15,7 +17,6 @@ from benchmarks.optimizers import (
   DECAYED_AGAIN,
   LAYER_ADAMW,
   is_layer_l2,
-  train_optimizers,
 )
 from benchmarks.programs import compiled_text, lowered_text, same_program
 from benchmarks.progress import log
@@ -53,17 +54,19 @@ class StepResult:
 
 
 def measure_steps(
-  model: Model, scalings: Sequence[str], settings: Settings, rounds: int
+  model: Model,
+  optimizers: dict[str, optax.GradientTransformation],
+  settings: Settings,
+  rounds: int,
 ) -> StepResult:
   """Compiles the step of every optimizer on ``model`` and times them side by side.
 
   Args:
     model: the model.
-    scalings: the scalings of ``layer_l2`` to time.
+    optimizers: the optimizers to time, by name (see :mod:`benchmarks.optimizers`).
     settings: the settings of the run.
     rounds: how many rounds to time.
   """
-  optimizers = train_optimizers(model.mask(), scalings)
   training = SharedTraining(model)
   makers = {name: functools.partial(training.runner, tx) for name, tx in optimizers.items()}
   runners, steps = compile_copies(makers, settings.copies)

@@ -30,24 +30,29 @@ def adam_state_of(opt_state: Any) -> optax.ScaleByAdamState:
   return found[0]
 
 
-def with_adam_state(template: Any, adam_state: optax.ScaleByAdamState) -> Any:
-  """``template`` (an optimizer's state, as shapes) holding ``adam_state``."""
-  state = jax.tree.map(
-    lambda x: adam_state if _is_adam_state(x) else x, template, is_leaf=_is_adam_state
+def with_adam_state(state: Any, adam_state: Any) -> Any:
+  """``state``, an optimizer's state, holding ``adam_state`` in place of its own Adam state."""
+  return jax.tree.map(
+    lambda x: adam_state if _is_adam_state(x) else x, state, is_leaf=_is_adam_state
   )
-  if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(state)):
-    raise ValueError("the optimizer keeps state beside Adam's; the benchmark cannot share it")
-  return state
+
+
+def keeps_own_state(template: Any) -> bool:
+  """Whether an optimizer's state (``template``, as shapes) holds arrays beside Adam's."""
+  return len(jax.tree.leaves(template)) > len(jax.tree.leaves(adam_state_of(template)))
 
 
 class SharedTraining:
   """One set of parameters and Adam moments, trained by each optimizer in turn.
 
-  Every optimizer here is Adam with or without a decay, and only Adam keeps
-  state, so all of them can take their steps on the same arrays: each step
-  donates them and hands its outputs to the next, whichever optimizer that is.
-  Only one copy of the 1.2 GB is alive, and every optimizer sees the same
-  values.
+  Every optimizer here is Adam with or without a decay, so all of them can
+  take their steps on the same parameters and Adam moments: each step donates
+  them and hands its outputs to the next, whichever optimizer that is. Only
+  one copy of the 1.2 GB is alive, and every optimizer sees the same values.
+  State that an optimizer keeps beside Adam's (the reference of a decay
+  toward one, a schedule's step count) is its own: made by its ``init`` from
+  the shared parameters when its step is compiled, and donated and handed
+  back by each of its steps.
   """
 
   def __init__(self, model: Model) -> None:
@@ -69,12 +74,17 @@ class SharedTraining:
     template = jax.eval_shape(tx.init, shapes)
     lowered = jax.jit(step, donate_argnums=(0, 1)).lower(shapes, template, model.batch)
     compiled = lowered.compile()
+    # Adam's place holds shapes until a step puts the shared moments there.
+    own = template
+    if keeps_own_state(template):
+      own = with_adam_state(tx.init(self.params), adam_state_of(template))
 
     def run(steps: int) -> None:
+      nonlocal own
       for _ in range(steps):
-        opt_state = with_adam_state(template, self.adam_state)
-        self.params, opt_state, self.loss = compiled(self.params, opt_state, model.batch)
-        self.adam_state = adam_state_of(opt_state)
-      jax.block_until_ready((self.params, self.adam_state))
+        opt_state = with_adam_state(own, self.adam_state)
+        self.params, own, self.loss = compiled(self.params, opt_state, model.batch)
+        self.adam_state = adam_state_of(own)
+      jax.block_until_ready((self.params, own))
 
     return run, CompiledStep(lowered, compiled)

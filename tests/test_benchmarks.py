@@ -2,11 +2,14 @@
 
 Timings are never asserted here: ``python -m benchmarks.step_time`` measures them and
 ``docs/performance.md`` reports them. What can be checked exactly is: the
-script's smoke run and its table; the state it keeps; that the program it
+script's smoke run and its table; the state it keeps, and with
+``reference="init"`` exactly one copy of the decayed leaves; that the program it
 lowers, on any backend, and compiles, on the CPU, is the one
-``optax.add_decayed_weights`` gives, with other constants; that the program
-comparison sees through names, order and metadata but not through a change of
-operation; and that its Python work is done once per trace, not per step.
+``optax.add_decayed_weights`` gives, with other constants, and toward a
+reference that one with one more array read and subtracted per decayed leaf;
+that the program comparison sees through names, order and metadata but not
+through a change of operation; and that its Python work is done once per
+trace, not per step.
 """
 
 import functools
@@ -44,8 +47,9 @@ SECTIONS = [
   "## 3. Trace and compile time",
   "## 4. Optimizer state",
   "## 5. Peak memory",
+  "## 6. Decay toward a reference",
 ]
-BUDGET_ROWS = 13
+BUDGET_ROWS = 16
 ON_CPU = jax.default_backend() == "cpu"
 
 
@@ -121,8 +125,8 @@ def test_quick_run_has_every_section_in_order(quick_run):
 def test_quick_run_tables_are_well_formed(quick_run):
   result, _ = quick_run
   tables = _tables(result.stdout)
-  # machine, budgets, 3 x step, 2 x update, compile, state, 3 x memory
-  assert len(tables) == 12
+  # machine, budgets, 3 x step, 2 x update, compile, state, 3 x memory, reference step and state
+  assert len(tables) == 14
   for rows in tables:
     assert len(rows) >= 3
     assert {len(row) for row in rows} == {len(rows[0])}
@@ -143,7 +147,7 @@ def test_quick_run_names_each_budget_with_a_verdict(quick_run):
   # The budgets that need no clock hold in any run; a compiled program that
   # differs is a miss on the CPU only.
   exact = {row[0]: row for row in rows if re.search("state|Peak memory|Lowered|Compiled", row[0])}
-  assert len(exact) == 5
+  assert len(exact) == 7
   for what, row in exact.items():
     if what.startswith("Compiled") and not ON_CPU:
       assert not row[3].startswith("MISS"), row
@@ -175,6 +179,87 @@ def test_quick_run_times_a_transformer_against_each_reference(quick_run):
   assert decoupled[7] == "identical but for constants as `adamw`'s (== 1 PASS)"
 
 
+RATIO = r"\d+\.\d{3} \[\d+\.\d{3}, \d+\.\d{3}\]"
+TOWARD_ZERO = '`layer_l2("fan_avg")` + `adam`'
+TOWARD_INIT = [f'`layer_l2("{s}", reference="init")` + `adam`' for s in ("none", "fan_avg")]
+
+
+def _reference_tables(report):
+  """The step table and the state table of section 6, each as rows by their first cell."""
+  section = report.split("## 6. Decay toward a reference", 1)[1]
+  steps, state = _tables(section)
+  return {row[0]: row for row in steps[2:]}, {row[0]: row for row in state[2:]}
+
+
+@pytest.mark.slow
+def test_quick_run_times_decay_toward_a_reference(quick_run):
+  result, _ = quick_run
+  steps, _ = _reference_tables(result.stdout)
+  assert list(steps) == ["`add_decayed_weights` + `adam`", TOWARD_ZERO, *TOWARD_INIT]
+  zero = steps[TOWARD_ZERO]
+  assert re.fullmatch(RATIO, zero[3]), zero
+  assert re.fullmatch(r"<= 1\.02 (PASS|MISS)", zero[4]), zero
+  # `reference=None` is still `add_decayed_weights` + `adam`'s program.
+  assert zero[5] == "identical but for constants (== 1 PASS)"
+  for name in TOWARD_INIT:
+    row = steps[name]
+    assert re.fullmatch(RATIO, row[3]), row
+    assert re.fullmatch(r"<= 1\.05 (PASS|MISS)", row[4]), row
+    # The quick MLP has 2 kernels: one more array read, and one subtract, for each.
+    assert row[5] == "+2 parameter, +2 subtract (2 decayed leaves)"
+  assert steps[TOWARD_INIT[1]][6] == f"identical but for constants as {TOWARD_INIT[0]}'s"
+
+
+@pytest.mark.slow
+def test_quick_run_state_toward_a_reference_is_the_decayed_leaves(quick_run):
+  """One copy of the kernels, 2 x 128 x 128 float32, and an int32 count for a schedule."""
+  result, _ = quick_run
+  _, state = _reference_tables(result.stdout)
+  kernels = 2 * 128 * 128 * 4
+  rows = {
+    '`layer_l2(1e-4, reference="init")`': 0,
+    '`layer_l2(schedule, reference="init")`': 4,
+  }
+  assert list(state) == list(rows)
+  for name, count in rows.items():
+    decayed, alone, in_chain, beyond = (int(c.replace(",", "")) for c in state[name][1:5])
+    assert decayed == kernels
+    assert alone == in_chain == kernels + count
+    assert beyond == count
+    assert state[name][5] == f"== {count} PASS"
+  budgets = {row[0]: row for row in _tables(result.stdout.split("## Budgets", 1)[1])[0][2:]}
+  for what, row in budgets.items():
+    if 'reference="init"' in what:
+      assert re.fullmatch(r"(PASS|MISS) \(\d/\d pass(; every miss within noise)?\)", row[3])
+
+
+@pytest.mark.slow
+def test_only_reference_runs_section_6_alone_and_writes_no_file(tmp_path):
+  written = (ROOT / "docs" / "performance.md").stat().st_mtime_ns
+  result = subprocess.run(
+    [sys.executable, "-m", "benchmarks.step_time", "--quick", "--only", "reference"],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+    cwd=tmp_path,
+    env={
+      **os.environ,
+      "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    },
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  headings = [line for line in result.stdout.splitlines() if line.startswith("#")]
+  assert headings == ["# Performance", "## Machine", "## Budgets", "## 6. Decay toward a reference"]
+  assert "`python -m benchmarks.step_time --quick --only reference`" in result.stdout
+  budgets = _tables(result.stdout.split("## Budgets", 1)[1])[0][2:]
+  # Only the budgets this section measures: none is reported as not measured.
+  assert len(budgets) == 6
+  assert all(row[1] != "not measured" for row in budgets)
+  assert list(tmp_path.iterdir()) == []
+  assert (ROOT / "docs" / "performance.md").stat().st_mtime_ns == written
+
+
 @pytest.mark.slow
 def test_quick_run_reports_the_machine_without_paths(quick_run):
   result, output = quick_run
@@ -196,6 +281,18 @@ def test_state_is_empty_or_one_int32(weight_decay, expected):
     x.nbytes for x in jax.tree.leaves(adam.init(params))
   )
   assert extra == expected
+
+
+@pytest.mark.parametrize("weight_decay, count", [(1e-4, 0), (optax.constant_schedule(1e-4), 4)])
+def test_state_toward_a_reference_is_one_copy_of_the_decayed_leaves(weight_decay, count):
+  params = _params()
+  kernels = sum(16 * (8 + 3 * i) * 4 for i in range(4))  # float32 kernels; biases, norm not decayed
+  assert _benchmark_module("toward_reference").decayed_bytes(params, _mask(params)) == kernels
+  state_bytes = _benchmark_module("optimizer_state").state_bytes
+  tx = ll2.layer_l2(weight_decay, reference="init")
+  assert state_bytes(tx, params) == kernels + count
+  adam = optax.adam(1e-3)
+  assert state_bytes(optax.chain(tx, adam), params) - state_bytes(adam, params) == kernels + count
 
 
 @pytest.mark.parametrize("scaling", list(ll2.SCALINGS))
@@ -238,6 +335,9 @@ def _steps(platform=None):
     "adam": adam,
     "layer_adamw": ll2.layer_adamw(1e-3, 1e-4, "fan_avg"),
     "adamw": optax.adamw(1e-3, weight_decay=1e-4, mask=_mask(params)),
+    "fan_avg_toward_zero": optax.chain(ll2.layer_l2(1e-4, "fan_avg", reference=None), adam),
+    "none_toward_init": optax.chain(ll2.layer_l2(1e-4, "none", reference="init"), adam),
+    "fan_avg_toward_init": optax.chain(ll2.layer_l2(1e-4, "fan_avg", reference="init"), adam),
   }
   return {name: _lowered_step(tx, params, platform) for name, tx in txs.items()}
 
@@ -253,6 +353,9 @@ SAME = [
   ("layer_adamw", "adamw", "identical but for constants"),
   ("adam", "decayed", "differs"),
   ("adamw", "decayed", "differs"),
+  ("fan_avg_toward_zero", "decayed", "identical but for constants"),
+  ("fan_avg_toward_init", "none_toward_init", "identical but for constants"),
+  ("none_toward_init", "decayed", "differs"),
 ]
 
 
@@ -283,6 +386,25 @@ def test_compiled_step_is_the_program_of_the_reference_on_the_cpu():
     (ours, theirs, bench.same_program(texts[ours], texts[theirs])) for ours, theirs, _ in SAME
   ]
   assert found == SAME
+
+
+@pytest.mark.parametrize(
+  "ours, expected",
+  [
+    ("fan_avg_toward_zero", {}),
+    ("none_toward_init", {"parameter": 4, "subtract": 4}),
+    ("fan_avg_toward_init", {"parameter": 4, "subtract": 4}),
+  ],
+)
+def test_lowered_step_toward_a_reference_reads_and_subtracts_it_once_per_decayed_leaf(
+  ours, expected
+):
+  bench = _benchmark_module("programs")
+  texts = {name: bench.lowered_text(lowered) for name, lowered in _steps().items()}
+  assert bench.operations_beyond(texts[ours], texts["decayed"]) == expected
+  assert bench.operations_beyond(texts["decayed"], texts[ours]) == {
+    opcode: -count for opcode, count in expected.items()
+  }
 
 
 def test_compiled_step_plans_the_memory_of_the_reference():
