@@ -23,7 +23,7 @@ The same initial weights are trained on the same batches four ways:
 
 Each of the three decays has its own strength: the same number means very
 different things in coupled and decoupled form, and with and without the
-per-layer factor ``s`` (about 1/30 for these kernels with ``fan_avg``). The
+per-layer factor ``s`` (1/32 to 1/51 for these kernels with ``fan_avg``). The
 learning rate warms up linearly and then follows a cosine decay.
 
 The program prints what ``layer_l2`` gives every ``nnx.Param`` leaf
@@ -48,6 +48,16 @@ and ``fan_out``; ``--embedding-fan-in features`` passes
 ``dims=ll2.Dims(in_axes=-1, out_axes=-2)`` for the embedding tables to turn
 them round.
 
+At the defaults (seed 0) decay helps: validation loss is 2.574 bits per
+character with plain Adam, 2.373 with ``layer_l2+adam``, 2.275 with
+``layer_adamw`` and 2.281 with ``adamw`` (train loss 1.250, 1.824, 1.580 and
+1.238). Each decay strength was picked from a coarse pilot of two or three
+values at these settings, so the table shows that decay matters here, not
+which decay is best. In the pilot, the training set mattered as much as the
+decay: with 50,000 characters (1,500 steps) every run ended above 3.3 bits on
+validation, decay or not; with 100,000 characters but only 1,500 steps, plain
+Adam (2.43 bits) beat coupled ``layer_l2`` at 0.3, 1 and 3.
+
 The model, data and training pieces are plain functions for reuse (a width
 study can ``jax.vmap`` them over seeds and decay strengths): ``init(key, cfg)``
 returns the ``nnx.Param`` state, ``apply(cfg, params, tokens)`` the logits,
@@ -57,8 +67,8 @@ returns the ``nnx.Param`` state, ``apply(cfg, params, tokens)`` the logits,
 Run it from a clone of the repository::
 
   python -m pip install -e ".[examples]"
-  python examples/transformer_lm.py                  # a few minutes on 2 CPU cores
-  python examples/transformer_lm.py --quick          # a smoke test, about a minute
+  python examples/transformer_lm.py                  # 4 x 2,500 steps, ~17 min on a busy 2-core CPU
+  python examples/transformer_lm.py --quick          # a smoke test, ~35 s there
   python examples/transformer_lm.py --train-chars 0  # the whole training split
 """
 
