@@ -38,7 +38,7 @@ def user_mask_per_leaf(mask: MaskOrFn, params: Any, paths: list[str]) -> list[bo
   flags = []
   for path, value in zip(paths, values, strict=True):
     if value is None:
-      # Only a `None` parameter sits under a `None` mask entry.
+      # A `None` mask entry leaves the whole subtree under it undecayed.
       flags.append(False)
     elif isinstance(value, (bool, np.bool_)):
       flags.append(bool(value))
