@@ -46,6 +46,7 @@ from width_study.grid import MODES, UNREGULARISED, lambda_grid, make_optimizer
 from width_study.optimum import optimum
 from width_study.plots import plot_curves, plot_optimal_lambda
 from width_study.runs import Row, read_csv, regularised, run_rows, unregularised, write_csv
+from width_study.settings import from_flags
 from width_study.tables import best_loss_table, optimum_table, reuse_table
 
 import optax_layer_l2 as ll2
@@ -249,23 +250,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
   parser.add_argument("--absolute", action="store_true", default=None, help="no base")
   parser.add_argument("--replot", action="store_true", help="tables and plots from runs.csv")
   args = parser.parse_args(argv)
-  cfg = QUICK if args.quick else Config()
-  saved = args.out / "config.json"
-  if args.replot and saved.exists():
-    settings = json.loads(saved.read_text())
-    fields = {field.name for field in dataclasses.fields(Config)}
-    cfg = Config(
-      **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in fields}
-    )
-  overrides = {
-    f.name: getattr(args, f.name)
-    for f in dataclasses.fields(Config)
-    if getattr(args, f.name, None) is not None
-  }
-  for name in ("widths", "scalings", "modes"):
-    if name in overrides:
-      overrides[name] = tuple(overrides[name])
-  return dataclasses.replace(cfg, **overrides), args.out, args.replot
+  cfg = from_flags(QUICK if args.quick else Config(), args)
+  return cfg, args.out, args.replot
 
 
 def main(argv: Sequence[str] | None = None) -> None:
