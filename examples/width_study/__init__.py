@@ -11,4 +11,6 @@ Transformer study. One concept a module:
   another width's optimum costs;
 * :mod:`width_study.tables`: the transfer tables every study prints;
 * :mod:`width_study.plots`: loss curves and the optimal lambda against width.
+* :mod:`width_study.settings`: a study's settings from its defaults, a saved
+  ``config.json`` and the command-line flags.
 """
