@@ -15,20 +15,21 @@ _PROJECTION_IN = frozenset({"query", "key", "value"})
 _PROJECTION_OUT = frozenset({"out"})
 
 
-def _as_axes(axes: AxesLike, name: str) -> tuple[int, ...]:
+def _as_axes(axes: AxesLike, argument: str) -> tuple[int, ...]:
+  """``axes`` as a tuple of ints; ``argument`` spells where they were given, e.g.
+  ``Dims(in_axes=...)``, for the error."""
+  message = f"`{argument}` must be an int or a sequence of ints, got {axes!r}."
   if isinstance(axes, bool):
-    raise TypeError(f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}.")
+    raise TypeError(message)
   if isinstance(axes, int):
     return (axes,)
   try:
     axes = tuple(axes)
   except TypeError:
-    raise TypeError(
-      f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}."
-    ) from None
+    raise TypeError(message) from None
   for axis in axes:
     if isinstance(axis, bool) or not isinstance(axis, int):
-      raise TypeError(f"`Dims({name}=...)` must be an int or a sequence of ints, got {axes!r}.")
+      raise TypeError(message)
   return axes
 
 
@@ -59,7 +60,7 @@ class Dims:
 
   def __post_init__(self) -> None:
     for name in ("in_axes", "out_axes", "batch_axes"):
-      object.__setattr__(self, name, _as_axes(getattr(self, name), name))
+      object.__setattr__(self, name, _as_axes(getattr(self, name), f"Dims({name}=...)"))
 
 
 class Fans(NamedTuple):
@@ -106,7 +107,7 @@ def _normalise(dims: Dims, shape: tuple[int, ...], where: str) -> tuple[tuple[in
   return tuple(groups)
 
 
-def default_dims(path: str, shape: Sequence[int], batch_axes: AxesLike = ()) -> Dims:
+def default_dims(path: str, shape: Sequence[int], batch_axes: tuple[int, ...] = ()) -> Dims:
   """The axes the default rule assigns to a leaf at ``path`` with ``shape``.
 
   The rule of ``jax.nn.initializers.variance_scaling`` on the axes that are not
@@ -115,11 +116,12 @@ def default_dims(path: str, shape: Sequence[int], batch_axes: AxesLike = ()) -> 
   scalar has both 1. Flax attention kernels are recognised by path:
   ``query``/``key``/``value`` kernels ``(features, heads, head_dim)`` have
   fan-in ``features`` and fan-out ``heads * head_dim``; ``out`` kernels
-  ``(heads, head_dim, features)`` the reverse.
+  ``(heads, head_dim, features)`` the reverse. ``batch_axes`` are ints
+  already (``stacked`` checks their type); their range is checked here.
   """
   rank = len(shape)
   batch_list = []
-  for axis in _as_axes(batch_axes, "batch_axes"):
+  for axis in batch_axes:
     if not -rank <= axis < rank:
       raise ValueError(
         f"`dims` for leaf {path!r}: batch_axes axis {axis} is out of range "
@@ -128,9 +130,8 @@ def default_dims(path: str, shape: Sequence[int], batch_axes: AxesLike = ()) -> 
     batch_list.append(axis % rank)
   batch = tuple(batch_list)
   rest = [axis for axis in range(rank) if axis not in batch]
-  names = path.split("/")
-  layer = names[-2] if len(names) >= 2 else ""
-  is_kernel = names[-1] == "kernel"
+  *_, layer, name = ["", *path.split("/")]  # the last two parts of the path
+  is_kernel = name == "kernel"
   if len(rest) == 0:
     return Dims((), (), batch)
   if len(rest) == 1:
@@ -215,7 +216,7 @@ def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
     >>> s["layers"]["kernel"] == 1 / (64 * 128), s["head"]["kernel"] == 1 / 640
     (True, True)
   """
-  axes = _as_axes(batch_axes, "batch_axes")
+  axes = _as_axes(batch_axes, "stacked(batch_axes=...)")
   pattern = None if where is None else re.compile(where)
 
   def rule(path: str, leaf: Any) -> Dims | None:

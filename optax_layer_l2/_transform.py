@@ -85,17 +85,10 @@ def _add_decay(
   """
   if update is None or not scale:
     return update
+  # For float32 leaves every cast below is of an array to its own dtype, which
+  # JAX does not trace: the program is `add_decayed_weights`', one multiply
+  # and one add, the coefficient a float32 literal (tests/test_core_reference.py).
   coeff = coefficient(weight_decay, scale)
-  if (
-    type(coeff) is float
-    and isinstance(update, jax.Array)
-    and update.dtype == param.dtype == jnp.float32
-    and (reference is None or reference.dtype == jnp.float32)
-  ):
-    # The common case, traced with no more work than `add_decayed_weights`:
-    # no casts, and the Python coefficient becomes a float32 literal, rounded
-    # as `jnp.asarray(coeff, jnp.float32)` would round it.
-    return update + coeff * (param if reference is None else param - reference)
   update = jnp.asarray(update)
   dtype = compute_dtype(update.dtype, param.dtype)
   coeff = jnp.asarray(coeff, dtype)

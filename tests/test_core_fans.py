@@ -92,13 +92,44 @@ def test_grouped_query_key_kernel_has_fewer_heads():
 
 def test_stacked_rule_gives_every_layer_its_own_factor():
   single = {
-    "block": {"query": {"kernel": jnp.zeros((64, 4, 16))}, "mlp": {"kernel": jnp.zeros((64, 256))}}
+    "block": {
+      "query": {"kernel": jnp.zeros((64, 4, 16))},
+      "out": {"kernel": jnp.zeros((4, 16, 64))},
+      "mlp": {"kernel": jnp.zeros((64, 256))},
+    }
   }
   stack = jax.tree.map(lambda x: jnp.zeros((6, *x.shape)), single)
   for scaling in ll2.SCALINGS:
     alone = ll2.scales(single, scaling)
     stacked = ll2.scales(stack, scaling, dims=ll2.stacked(0))
     assert stacked == alone
+
+
+def test_stacked_rule_defaults_to_the_leading_axis_and_counts_from_the_end():
+  params = {"layers": {"kernel": jnp.zeros((6, 64, 128))}}
+  leading = ll2.scales(params, "fan_avg", dims=ll2.stacked(0))
+  assert leading["layers"]["kernel"] == (64 + 128) / (64 * 128)
+  assert ll2.scales(params, "fan_avg", dims=ll2.stacked()) == leading
+  assert ll2.scales(params, "fan_avg", dims=ll2.stacked(-3, where="layers")) == leading
+
+
+def test_stacked_scalars_are_scalars_only_where_the_rule_says_so():
+  params = {"layers": {"gain": jnp.zeros(6)}}
+  decayed = {"layers": {"gain": True}}
+  # `where` names the leaf: six stacked scalars, fan-in = fan-out = 1.
+  named = ll2.scales(params, "fan_avg", mask=decayed, dims=ll2.stacked(0, where="layers"))
+  assert named["layers"]["gain"] == 2.0
+  # Without `where`, a leaf of rank no higher than the batch axes is no stack:
+  # a vector of 6, fan-in 1 and fan-out 6.
+  unnamed = ll2.scales(params, "fan_avg", mask=decayed, dims=ll2.stacked(0))
+  assert unnamed["layers"]["gain"] == (1 + 6) / 6
+
+
+def test_attention_kernels_are_found_at_the_top_of_the_tree():
+  params = {"query": {"kernel": jnp.zeros((16, 4, 8))}, "out": {"kernel": jnp.zeros((4, 8, 16))}}
+  # "fan_in" is fan_in / numel = 1 / fan_out: query's fan-out is heads * head_dim.
+  s = ll2.scales(params, "fan_in")
+  assert s == {"query": {"kernel": 1 / 32}, "out": {"kernel": 1 / 16}}
 
 
 def test_stacked_rule_with_where_leaves_other_leaves_to_default():

@@ -203,7 +203,7 @@ CASES = {
   "Dims of strings": (
     lambda: ll2.Dims("a", 1),
     TypeError,
-    "`Dims(in_axes=...)` must be an int or a sequence of ints, got ('a',).",
+    "`Dims(in_axes=...)` must be an int or a sequence of ints, got 'a'.",
   ),
   "Dims of a bool": (
     lambda: ll2.Dims(0, True),
@@ -214,6 +214,16 @@ CASES = {
     lambda: ll2.Dims(0, 1, batch_axes=1.0),
     TypeError,
     "`Dims(batch_axes=...)` must be an int or a sequence of ints, got 1.0.",
+  ),
+  "stacked of a string": (
+    lambda: ll2.stacked("a"),
+    TypeError,
+    "`stacked(batch_axes=...)` must be an int or a sequence of ints, got 'a'.",
+  ),
+  "stacked of a float": (
+    lambda: ll2.stacked(0.0),
+    TypeError,
+    "`stacked(batch_axes=...)` must be an int or a sequence of ints, got 0.0.",
   ),
   "Dims holding a bool": (
     lambda: ll2.Dims((0, True), 1),

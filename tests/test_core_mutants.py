@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import optax_layer_l2 as ll2
 
@@ -376,3 +377,63 @@ def test_only_the_base_shapes_are_kept():
   updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
   # fan_avg relative to the base: (10 / 24) / (5 / 6) = 0.5.
   np.testing.assert_allclose(updates["dense"]["kernel"], 0.1 * 0.5)
+
+
+def _enable_x64():
+  enable_x64 = getattr(jax, "enable_x64", None)
+  if enable_x64 is None:  # JAX before `jax.enable_x64`
+    from jax.experimental import enable_x64
+  return enable_x64(True)
+
+
+def _dtypes_traced(fn, *args):
+  """Every dtype a value of the program of ``fn(*args)`` has."""
+  jaxpr = jax.make_jaxpr(fn)(*args)
+  values = [*jaxpr.jaxpr.invars, *(v for eqn in jaxpr.eqns for v in eqn.outvars)]
+  return {str(v.aval.dtype) for v in values}
+
+
+@pytest.mark.parametrize("toward", ["zero", "reference"])
+def test_under_x64_narrow_leaves_are_decayed_and_penalised_without_float64(toward):
+  # x64 turns Python floats into float64; the decay of float32 and bfloat16
+  # leaves must still be computed in float32, at float32's speed and memory.
+  narrow = {"float32", "bfloat16"}
+  with _enable_x64():
+    params = {
+      "dense": {"kernel": jnp.ones((4, 3), jnp.float32), "bias": jnp.ones(3, jnp.float32)},
+      "half": {"kernel": jnp.ones((3, 2), jnp.bfloat16)},
+    }
+    reference = None if toward == "zero" else jax.tree.map(lambda w: 0.5 * w, params)
+    tx = ll2.layer_l2(1e-3, "fan_avg", reference=reference)
+    state = tx.init(params)
+    assert _dtypes_traced(lambda g, p: tx.update(g, state, p)[0], params, params) <= narrow
+    assert _dtypes_traced(lambda p: ll2.penalty(p, 1e-3, reference=reference), params) <= narrow
+    per_leaf = ll2.penalty(params, 1e-3, reference=reference, per_leaf=True)
+    assert {str(v.dtype) for v in jax.tree.leaves(per_leaf)} == {"float32"}
+    assert ll2.penalty({}, 1e-3).dtype == jnp.float32
+
+
+def test_a_penalty_of_nothing_is_a_float32_zero():
+  total = ll2.penalty({"dense": {"bias": jnp.ones(3)}}, 1e-3)
+  assert (total.shape, total.dtype, float(total)) == ((), jnp.float32, 0.0)
+  empty = ll2.penalty({}, 1e-3)
+  assert (empty.shape, empty.dtype, float(empty)) == ((), jnp.float32, 0.0)
+
+
+def test_under_x64_the_wider_of_update_and_param_decides_the_precision():
+  # 1 + 2**-24 + 2**-50 is above the midpoint between 1 and the next float32,
+  # 1 + 2**-23: computed in float64 and rounded once it gives 1 + 2**-23. In
+  # float32 the 2**-50 is lost first, and the tie rounds to even, 1.
+  with _enable_x64():
+    tx = ll2.layer_l2(1.0, "none", mask=True)
+    fine = {"w": jnp.asarray([2.0**-24 + 2.0**-50], jnp.float64)}
+    narrow_update = {"w": jnp.ones(1, jnp.float32)}
+    updates, _ = tx.update(narrow_update, tx.init(fine), fine)
+    assert updates["w"].dtype == jnp.float32
+    assert float(updates["w"][0]) == 1 + 2.0**-23
+    # A float64 update of a float32 leaf: 0.1 * 3 in float64, not float32's 0.3000000119.
+    tx = ll2.layer_l2(0.1, "none", mask=True)
+    three = {"w": jnp.full(1, 3.0, jnp.float32)}
+    updates, _ = tx.update({"w": jnp.zeros(1, jnp.float64)}, tx.init(three), three)
+    assert updates["w"].dtype == jnp.float64
+    assert float(updates["w"][0]) == 0.1 * 3.0

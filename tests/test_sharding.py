@@ -72,7 +72,11 @@ def shard(tree, mesh, spec):
 
 
 def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  # One-hot, not `softmax_cross_entropy_with_integer_labels`: the gradient of
+  # its gather is a scatter that JAX 0.11 refuses to shard on its own over
+  # explicit mesh axes ("provide output PartitionSpec for the scatter update").
+  one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  return optax.softmax_cross_entropy(logits, one_hot).mean()
 
 
 def train_step(state, x, y):
