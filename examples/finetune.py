@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from mnist1d.data import get_dataset_args, make_dataset
+from text_table import format_table
 from tqdm import tqdm
 
 import optax_layer_l2 as ll2
@@ -292,21 +293,6 @@ def finetune(model: MLP, pretrained: dict, cfg: Config, target: dict) -> list[Re
 
 
 # --- output ---------------------------------------------------------------------------------
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  """A plain-text table: first column left-aligned, the rest right-aligned."""
-  table = [tuple(header), *map(tuple, rows)]
-  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-  lines = [
-    "  ".join(
-      cell.rjust(width) if i else cell.ljust(width)
-      for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-    )
-    for row in table
-  ]
-  lines.insert(1, "  ".join("-" * width for width in widths))
-  return "\n".join(lines)
 
 
 HEADER = ("method", "lambda (per seed)", "val loss", "test acc %", "test loss", "||dW body||")

@@ -23,11 +23,11 @@ from quickstart import (
   RESULTS_HEADER,
   batch_indices,
   cross_entropy,
-  format_table,
   load_mnist1d,
   parse_args,
   results_row,
 )
+from text_table import format_table
 from tqdm import tqdm
 
 import optax_layer_l2 as ll2

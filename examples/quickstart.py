@@ -32,6 +32,7 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 from mnist1d.data import get_dataset_args, make_dataset
+from text_table import format_table
 from tqdm import tqdm
 
 import optax_layer_l2 as ll2
@@ -139,21 +140,6 @@ def train(name, model, params, tx, data, order, eval_every) -> Run:
         curve.append((step, float(test["accuracy"]), float(test["cross_entropy"])))
         bar.set_postfix(loss=f"{float(loss):.3f}", test_acc=f"{test['accuracy']:.3f}")
   return Run(name, state, curve)
-
-
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-  """A plain-text table: first column left-aligned, the rest right-aligned."""
-  table = [header, *rows]
-  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-  lines = [
-    "  ".join(
-      cell.rjust(width) if i else cell.ljust(width)
-      for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-    )
-    for row in table
-  ]
-  lines.insert(1, "  ".join("-" * width for width in widths))
-  return "\n".join(lines)
 
 
 RESULTS_HEADER = ("optimizer", "train acc", "test acc", "test xent", "penalty")

@@ -86,6 +86,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from text_table import format_table
 from tqdm import tqdm
 
 import optax_layer_l2 as ll2
@@ -337,21 +338,6 @@ def train(
 
 
 # ----------------------------------------------------------------------------- output
-
-
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-  """A plain-text table: first column left-aligned, the rest right-aligned."""
-  table = [header, *rows]
-  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-  lines = [
-    "  ".join(
-      cell.rjust(width) if i else cell.ljust(width)
-      for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-    )
-    for row in table
-  ]
-  lines.insert(1, "  ".join("-" * width for width in widths))
-  return "\n".join(lines)
 
 
 RESULTS_HEADER = ("optimizer", "train bpc", "valid bpc", "gap", "decayed RMS", "time (s)")

@@ -27,7 +27,11 @@ OPTIMIZERS = ("layer_l2+adam", "layer_adamw", "adam", "adamw")
 def lm():
   spec = importlib.util.spec_from_file_location("transformer_lm", SCRIPT)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  sys.path.insert(0, str(SCRIPT.parent))  # for the examples' shared modules
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(str(SCRIPT.parent))
   return module
 
 
