@@ -116,13 +116,15 @@ def test_stacked_rule_defaults_to_the_leading_axis_and_counts_from_the_end():
 def test_stacked_scalars_are_scalars_only_where_the_rule_says_so():
   params = {"layers": {"gain": jnp.zeros(6)}}
   decayed = {"layers": {"gain": True}}
-  # `where` names the leaf: six stacked scalars, fan-in = fan-out = 1.
-  named = ll2.scales(params, "fan_avg", mask=decayed, dims=ll2.stacked(0, where="layers"))
-  assert named["layers"]["gain"] == 2.0
+  # `where` names the leaf: six stacked scalars, each of one element.
+  named = ll2.scales(params, "numel", mask=decayed, dims=ll2.stacked(0, where="layers"))
+  assert named["layers"]["gain"] == 1.0
   # Without `where`, a leaf of rank no higher than the batch axes is no stack:
   # a vector of 6, fan-in 1 and fan-out 6.
-  unnamed = ll2.scales(params, "fan_avg", mask=decayed, dims=ll2.stacked(0))
-  assert unnamed["layers"]["gain"] == (1 + 6) / 6
+  unnamed = ll2.scales(params, "numel", mask=decayed, dims=ll2.stacked(0))
+  assert unnamed["layers"]["gain"] == 1 / 6
+  (row,) = ll2.describe(params, 1.0, mask=decayed, dims=ll2.stacked(0)).rows
+  assert (row.fan_in, row.fan_out) == (1, 6)
 
 
 def test_attention_kernels_are_found_at_the_top_of_the_tree():

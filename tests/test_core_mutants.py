@@ -387,16 +387,18 @@ def _enable_x64():
 
 
 def _dtypes_traced(fn, *args):
-  """Every dtype a value of the program of ``fn(*args)`` has."""
+  """Every dtype an array (not a scalar) of the program of ``fn(*args)`` has."""
   jaxpr = jax.make_jaxpr(fn)(*args)
   values = [*jaxpr.jaxpr.invars, *(v for eqn in jaxpr.eqns for v in eqn.outvars)]
-  return {str(v.aval.dtype) for v in values}
+  return {str(v.aval.dtype) for v in values if v.aval.shape}
 
 
 @pytest.mark.parametrize("toward", ["zero", "reference"])
-def test_under_x64_narrow_leaves_are_decayed_and_penalised_without_float64(toward):
-  # x64 turns Python floats into float64; the decay of float32 and bfloat16
-  # leaves must still be computed in float32, at float32's speed and memory.
+@pytest.mark.parametrize("rate", ["constant", "schedule"])
+def test_under_x64_narrow_leaves_are_decayed_and_penalised_without_float64(toward, rate):
+  # Under x64 Python floats are float64, and so may a schedule's values be;
+  # the decay of float32 and bfloat16 leaves must still be computed in
+  # float32, at float32's speed and memory.
   narrow = {"float32", "bfloat16"}
   with _enable_x64():
     params = {
@@ -404,7 +406,12 @@ def test_under_x64_narrow_leaves_are_decayed_and_penalised_without_float64(towar
       "half": {"kernel": jnp.ones((3, 2), jnp.bfloat16)},
     }
     reference = None if toward == "zero" else jax.tree.map(lambda w: 0.5 * w, params)
-    tx = ll2.layer_l2(1e-3, "fan_avg", reference=reference)
+
+    def schedule(count):
+      return jnp.asarray(1e-3, jnp.float64) / (1 + count)
+
+    weight_decay = 1e-3 if rate == "constant" else schedule
+    tx = ll2.layer_l2(weight_decay, "fan_avg", reference=reference)
     state = tx.init(params)
     assert _dtypes_traced(lambda g, p: tx.update(g, state, p)[0], params, params) <= narrow
     assert _dtypes_traced(lambda p: ll2.penalty(p, 1e-3, reference=reference), params) <= narrow
@@ -437,3 +444,49 @@ def test_under_x64_the_wider_of_update_and_param_decides_the_precision():
     updates, _ = tx.update({"w": jnp.zeros(1, jnp.float64)}, tx.init(three), three)
     assert updates["w"].dtype == jnp.float64
     assert float(updates["w"][0]) == 0.1 * 3.0
+
+
+def test_only_decayed_leaves_keep_a_reference_under_every_option():
+  params = {
+    "layers": {"kernel": jnp.ones((6, 4, 3)), "alpha": jnp.ones((6, 3))},
+    "head": {"kernel": jnp.ones((3, 2))},
+  }
+
+  # Stacked, `alpha` is a vector per layer and not decayed; the head's scaling is 0.
+  def scaling(info):
+    return 0.0 if info.path == "head/kernel" else 1.0
+
+  tx = ll2.layer_l2(0.1, scaling, dims=ll2.stacked(0, where="layers"), reference="init")
+  stored = tx.init(params).reference
+  assert isinstance(stored["layers"]["alpha"], optax.MaskedNode)
+  assert isinstance(stored["head"]["kernel"], optax.MaskedNode)
+  np.testing.assert_array_equal(stored["layers"]["kernel"], params["layers"]["kernel"])
+
+
+def test_with_a_reference_a_none_update_stays_none():
+  params = {"a": jnp.ones((2, 2)), "b": jnp.ones((2, 2))}
+  tx = ll2.layer_l2(0.5, "none", reference="init")
+  state = tx.init(params)
+  moved = jax.tree.map(lambda w: w + 1.0, params)
+  updates, _ = tx.update({"a": None, "b": jnp.zeros((2, 2))}, state, moved)
+  assert updates["a"] is None
+  np.testing.assert_allclose(updates["b"], 0.5)
+
+
+def test_a_base_needs_only_shapes():
+  params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
+  shapes = {"dense": {"kernel": ShapeOnly((2, 3)), "bias": ShapeOnly((3,))}}
+  arrays = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
+  assert ll2.scales(params, base=shapes) == ll2.scales(params, base=arrays)
+  assert ll2.scales(params, base=shapes)["dense"]["kernel"] == (4 + 3) / 12 / ((2 + 3) / 6)
+
+
+class UnknownDtype(ShapeOnly):
+  """Has a shape and a dtype that NumPy cannot read."""
+
+  dtype = "no such dtype"
+
+
+def test_a_leaf_of_a_dtype_numpy_cannot_read_is_skipped():
+  (row,) = ll2.describe({"odd": {"kernel": UnknownDtype((4, 3))}}, 0.1).rows
+  assert (row.skipped, row.scale) == ("dtype no such dtype", 0.0)
