@@ -479,6 +479,11 @@ def test_a_base_needs_only_shapes():
   arrays = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
   assert ll2.scales(params, base=shapes) == ll2.scales(params, base=arrays)
   assert ll2.scales(params, base=shapes)["dense"]["kernel"] == (4 + 3) / 12 / ((2 + 3) / 6)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for tx in (ll2.layer_l2(0.1, base=shapes), ll2.layer_adamw(1e-3, 0.1, base=shapes)):
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert float(updates["dense"]["bias"][0]) == 0.0
+    assert float(updates["dense"]["kernel"][0, 0]) != 0.0
 
 
 class UnknownDtype(ShapeOnly):
