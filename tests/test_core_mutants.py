@@ -495,3 +495,13 @@ class UnknownDtype(ShapeOnly):
 def test_a_leaf_of_a_dtype_numpy_cannot_read_is_skipped():
   (row,) = ll2.describe({"odd": {"kernel": UnknownDtype((4, 3))}}, 0.1).rows
   assert (row.skipped, row.scale) == ("dtype no such dtype", 0.0)
+
+
+def test_under_x64_the_distance_of_float32_leaves_is_computed_in_float32():
+  # As the penalty is: sqrt(2) rounded to float32, not float64's.
+  with _enable_x64():
+    params = {"kernel": jnp.ones((1, 2), jnp.float32)}
+    reference = {"kernel": jnp.zeros((1, 2), jnp.float32)}
+    (row,) = ll2.describe(params, 0.1, "none", reference=reference).rows
+  assert row.distance == float(np.sqrt(np.float32(2.0)))
+  assert row.distance != float(np.sqrt(2.0))
