@@ -45,7 +45,15 @@ import transformer_lm as lm
 from width_study.grid import MODES, UNREGULARISED, lambda_grid, make_optimizer
 from width_study.optimum import optimum
 from width_study.plots import plot_curves, plot_optimal_lambda
-from width_study.runs import Row, read_csv, regularised, run_rows, unregularised, write_csv
+from width_study.runs import (
+  Row,
+  read_csv,
+  regularised,
+  run_rows,
+  study_plan,
+  unregularised,
+  write_csv,
+)
 from width_study.settings import from_flags
 from width_study.tables import best_loss_table, optimum_table, reuse_table
 
@@ -174,22 +182,8 @@ def run_study(cfg: Config) -> tuple[list[Row], dict]:
     ]
   )
   params: dict[int, dict] = {}
-  plan = []
-  for width in cfg.widths:
-    plan.append((width, *UNREGULARISED, np.zeros(1)))
-    plan += [(width, s, m, cfg.grid(s, m)) for s in cfg.scalings for m in cfg.modes]
-
-  # At the base width every relative scaling is plain L2 (s = 1 on every
-  # decayed leaf) on the same grid: one row, trained once, serves them all.
-  trained: dict[tuple, dict] = {}
 
   def train_row(width: int, scaling: str, mode: str, lambdas: np.ndarray) -> dict:
-    key = (width, mode) if width == cfg.base_width() else (width, scaling, mode)
-    if key not in trained:
-      trained[key] = train_new_row(width, scaling, mode, lambdas)
-    return trained[key]
-
-  def train_new_row(width: int, scaling: str, mode: str, lambdas: np.ndarray) -> dict:
     model = model_config(cfg, corpus.vocab, width)
     if width not in params:
       keys = jnp.stack([jax.random.key(s) for s in seeds])
@@ -197,7 +191,8 @@ def run_study(cfg: Config) -> tuple[list[Row], dict]:
     program = make_row_program(cfg, corpus.vocab, width, scaling, mode)
     return program(jnp.asarray(lambdas, jnp.float32), params[width], starts, train, valid)
 
-  return run_rows(plan, train_row), data
+  plan = study_plan(cfg.widths, cfg.scalings, cfg.modes, cfg.grid)
+  return run_rows(plan, train_row, shared_width=cfg.base_width()), data
 
 
 def summary(rows: Sequence[Row], cfg: Config, data: dict) -> str:

@@ -46,7 +46,15 @@ import optax
 from width_study.grid import MODES, UNREGULARISED, lambda_grid, make_optimizer
 from width_study.optimum import optimum
 from width_study.plots import plot_curves, plot_optimal_lambda, plt, scaling_colours
-from width_study.runs import Row, read_csv, regularised, run_rows, unregularised, write_csv
+from width_study.runs import (
+  Row,
+  read_csv,
+  regularised,
+  run_rows,
+  study_plan,
+  unregularised,
+  write_csv,
+)
 from width_study.settings import from_flags
 from width_study.tables import accuracy_table, best_loss_table, optimum_table, reuse_table
 
@@ -248,10 +256,6 @@ def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:
     )
   )(seeds)
   params: dict[int, dict] = {}
-  plan = []
-  for width in cfg.widths:
-    plan.append((width, *UNREGULARISED, np.zeros(1)))
-    plan += [(width, s, m, cfg.grid(s, m)) for s in cfg.scalings for m in cfg.modes]
 
   def train_row(width: int, scaling: str, mode: str, lambdas: np.ndarray) -> dict:
     if width not in params:
@@ -259,7 +263,8 @@ def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:
     program = make_row_program(width, scaling, mode, cfg)
     return program(jnp.asarray(lambdas, jnp.float32), params[width], batches, device_data)
 
-  return run_rows(plan, train_row)
+  plan = study_plan(cfg.widths, cfg.scalings, cfg.modes, cfg.grid)
+  return run_rows(plan, train_row, shared_width=cfg.base_width())
 
 
 # --- the MLP's own tables -------------------------------------------------------------------

@@ -117,6 +117,40 @@ def _parabola_row(width: int, centre: float, depth: float = 1.0):
   return runs.Row(width, "sqrt_fan_avg", "decoupled", lambdas, metrics)
 
 
+def test_rows_at_the_shared_width_are_trained_once_per_mode() -> None:
+  import numpy as np
+
+  _, runs, _ = _width_study()
+  grid = {"coupled": np.array([0.1, 1.0]), "decoupled": np.array([1.0, 10.0])}
+  plan = runs.study_plan((8, 16), ("none", "sqrt_fan_avg"), tuple(grid), lambda s, m: grid[m])
+  assert [row[:3] for row in plan[:5]] == [
+    (8, "-", "unregularised"),
+    (8, "none", "coupled"),
+    (8, "none", "decoupled"),
+    (8, "sqrt_fan_avg", "coupled"),
+    (8, "sqrt_fan_avg", "decoupled"),
+  ]
+  calls = []
+
+  def train_row(width, scaling, mode, lambdas):
+    calls.append((width, scaling, mode))
+    return {"test_loss": np.full((len(lambdas), 1), float(len(calls)))}
+
+  rows = runs.run_rows(plan, train_row, shared_width=8)
+  # At width 8 sqrt_fan_avg reuses none's rows; at 16 every row is trained.
+  assert calls == [
+    (8, "-", "unregularised"),
+    (8, "none", "coupled"),
+    (8, "none", "decoupled"),
+    (16, "-", "unregularised"),
+    *((16, s, m) for s in ("none", "sqrt_fan_avg") for m in grid),
+  ]
+  assert [r.metrics["test_loss"][0, 0] for r in rows[:5]] == [1.0, 2.0, 3.0, 2.0, 3.0]
+  # Without a shared width, every row is trained.
+  before = len(calls)
+  assert len(runs.run_rows(plan, train_row)) == len(plan) == len(calls) - before
+
+
 def test_refined_optimum_finds_the_vertex_between_grid_points() -> None:
   optimum, _, _ = _width_study()
   assert optimum.optimum(_parabola_row(32, -0.6)).log_lambda == pytest.approx(-0.6, abs=1e-9)

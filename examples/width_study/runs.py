@@ -31,21 +31,45 @@ Plan = Sequence[tuple[int, str, str, np.ndarray]]
 """``(width, scaling, mode, lambdas)`` of each row to train, in order."""
 
 
-def run_rows(plan: Plan, train_row: Callable[[int, str, str, np.ndarray], dict]) -> list[Row]:
+def study_plan(
+  widths: Sequence[int],
+  scalings: Sequence[str],
+  modes: Sequence[str],
+  grid: Callable[[str, str], np.ndarray],
+) -> Plan:
+  """Per width: the unregularised row, then a row per scaling and mode, on its ``grid``."""
+  plan = []
+  for width in widths:
+    plan.append((width, *UNREGULARISED, np.zeros(1)))
+    plan += [(width, s, m, grid(s, m)) for s in scalings for m in modes]
+  return plan
+
+
+def run_rows(
+  plan: Plan,
+  train_row: Callable[[int, str, str, np.ndarray], dict],
+  shared_width: int | None = None,
+) -> list[Row]:
   """Trains every row of ``plan`` with ``train_row``, with a progress bar over the rows.
 
   ``train_row(width, scaling, mode, lambdas)`` returns the row's metrics, each
-  of shape ``(len(lambdas), seeds)`` (JAX or NumPy arrays).
+  of shape ``(len(lambdas), seeds)`` (JAX or NumPy arrays). At
+  ``shared_width``, the base of scalings relative to it, every factor is 1
+  and every scaling trains the same networks on the same grid: there each
+  mode's row is trained once and serves every scaling.
   """
   rows = []
+  trained: dict[tuple, dict] = {}
   bar = tqdm(plan, desc="grid rows", unit="row", file=sys.stderr)
   for width, scaling, mode, lambdas in bar:
     bar.set_postfix_str(f"w={width} {scaling} {mode}")
     start, cpu_start = time.perf_counter(), time.process_time()
-    out = train_row(width, scaling, mode, lambdas)
-    metrics = {k: np.asarray(v, np.float64) for k, v in jax.device_get(out).items()}
+    key = (width, mode) if width == shared_width else (width, scaling, mode)
+    if key not in trained:
+      out = train_row(width, scaling, mode, lambdas)
+      trained[key] = {k: np.asarray(v, np.float64) for k, v in jax.device_get(out).items()}
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    rows.append(Row(width, scaling, mode, np.asarray(lambdas), metrics, seconds, cpu_seconds))
+    rows.append(Row(width, scaling, mode, np.asarray(lambdas), trained[key], seconds, cpu_seconds))
   bar.close()
   return rows
 
