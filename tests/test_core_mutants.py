@@ -313,11 +313,15 @@ def test_the_printed_report_of_shapes_and_its_pretty_print():
   assert printer.written == [table]
 
 
-def test_distance_from_the_reference_keeps_float64():
+def _enable_x64():
   enable_x64 = getattr(jax, "enable_x64", None)
   if enable_x64 is None:  # JAX before `jax.enable_x64`
     from jax.experimental import enable_x64
-  with enable_x64(True):
+  return enable_x64(True)
+
+
+def test_distance_from_the_reference_keeps_float64():
+  with _enable_x64():
     params = {"kernel": jnp.full((2, 2), 1 + 2.0**-40, jnp.float64)}
     reference = {"kernel": jnp.ones((2, 2), jnp.float64)}
     (row,) = ll2.describe(params, 0.1, "none", reference=reference).rows
@@ -377,13 +381,6 @@ def test_only_the_base_shapes_are_kept():
   updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
   # fan_avg relative to the base: (10 / 24) / (5 / 6) = 0.5.
   np.testing.assert_allclose(updates["dense"]["kernel"], 0.1 * 0.5)
-
-
-def _enable_x64():
-  enable_x64 = getattr(jax, "enable_x64", None)
-  if enable_x64 is None:  # JAX before `jax.enable_x64`
-    from jax.experimental import enable_x64
-  return enable_x64(True)
 
 
 def _dtypes_traced(fn, *args):
