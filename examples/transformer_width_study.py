@@ -138,16 +138,15 @@ def make_row_program(cfg: Config, vocab: int, width: int, scaling: str, mode: st
   warmup = max(1, cfg.steps // 10)
   lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps)
   factor_scaling = "none" if mode == UNREGULARISED[1] else scaling
-  # One row a leaf, in the order of the leaves of the params: path and factor s.
-  rows = ll2.describe(shapes(cfg, width), 1.0, factor_scaling, base=base).rows
-  leaf_groups = [(group_of(row.path), row.scale) for row in rows]
+  # The part of the model of each leaf, in the order of the leaves of the params.
+  groups = [group_of(row.path) for row in ll2.describe(shapes(cfg, width), 1.0).rows]
 
   def shares(params) -> dict:
-    """Each group's fraction of the penalty ``sum s * ||w||^2``."""
+    """Each group's fraction of the penalty ``sum s * ||w||^2`` under ``factor_scaling``."""
+    per_leaf = ll2.penalty(params, 1.0, factor_scaling, base=base, per_leaf=True)
     totals = {g: jnp.zeros(()) for g in GROUPS}
-    for (group, scale), value in zip(leaf_groups, jax.tree.leaves(params), strict=True):
-      if scale:
-        totals[group] += scale * jnp.sum(value.astype(jnp.float32) ** 2)
+    for group, value in zip(groups, jax.tree.leaves(per_leaf), strict=True):
+      totals[group] += value
     whole = sum(totals.values())
     return {f"share_{g}": totals[g] / whole for g in GROUPS}
 
