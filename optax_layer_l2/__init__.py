@@ -9,14 +9,16 @@
 from optax_layer_l2._alias import layer_adamw
 from optax_layer_l2._describe import Report, Row, describe
 from optax_layer_l2._fans import Dims, Fans, fans, stacked
+from optax_layer_l2._learning_rate import layer_lr
 from optax_layer_l2._penalty import penalty
 from optax_layer_l2._scales import scales
-from optax_layer_l2._scaling import SCALINGS, LeafInfo
+from optax_layer_l2._scaling import LR_SCALINGS, SCALINGS, LeafInfo
 from optax_layer_l2._transform import LayerL2ReferenceState, LayerL2State, layer_l2
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
+  "LR_SCALINGS",
   "SCALINGS",
   "Dims",
   "Fans",
@@ -29,6 +31,7 @@ __all__ = [
   "fans",
   "layer_adamw",
   "layer_l2",
+  "layer_lr",
   "penalty",
   "scales",
   "stacked",

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_layer_l2._learning_rate import check_base
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
 from optax_layer_l2._penalty import penalty
 from optax_layer_l2._reference import check_reference, reference_leaves
-from optax_layer_l2._scales import NONE_LEAF, DimsOption, leaf_scales
-from optax_layer_l2._scaling import ScalingFn
+from optax_layer_l2._scales import NONE_LEAF, DimsOption, leaf_scales, rate_factors
+from optax_layer_l2._scaling import LR_SCALINGS, ScalingFn, resolve_scaling
 from optax_layer_l2._transform import compute_dtype, decayed_value
 from optax_layer_l2._weight_decay import check_weight_decay
 
@@ -36,6 +37,8 @@ class Row:
       and the leaf is decayed; else ``None``.
     distance: ``||w - w_ref||`` now, where a ``reference`` was given and the
       leaf is decayed and holds values; else ``None``.
+    lr_factor: the leaf's learning-rate factor ``r`` (:func:`layer_lr`), where
+      an ``lr_scaling`` was given; else ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -55,6 +58,7 @@ class Row:
   skipped: str | None
   base_shape: tuple[int, ...] | None = None
   distance: float | None = None
+  lr_factor: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Report:
       leaves of ``params`` (``None`` leaves left out).
     reference: whether the decay pulls toward a ``reference`` (the table then
       has a column ``||w - w_ref||``).
+    lr_scaling: the learning-rate scaling's name, where one was given (the
+      table then has a column ``r``); else ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -84,6 +90,7 @@ class Report:
   scaling: str
   rows: tuple[Row, ...]
   reference: bool = False
+  lr_scaling: str | None = None
 
   @property
   def total_penalty(self) -> float | None:
@@ -98,6 +105,8 @@ class Report:
     with_base = any(row.base_shape is not None for row in self.rows)
     header: tuple[str, ...]
     header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
+    if self.lr_scaling is not None:
+      header = (*header[:6], "r", *header[6:])
     if self.reference:
       header = (*header[:6], DISTANCE, *header[6:])
     if with_base:
@@ -114,6 +123,8 @@ class Report:
         "-" if row.penalty is None else f"{row.penalty:.4g}",
         "" if row.skipped is None else row.skipped,
       ]
+      if self.lr_scaling is not None:
+        cells.insert(6, "-" if row.lr_factor is None else f"{row.lr_factor:.4g}")
       if self.reference:
         cells.insert(6, "-" if row.distance is None else f"{row.distance:.4g}")
       if with_base:
@@ -123,7 +134,7 @@ class Report:
     right = {
       i
       for i, name in enumerate(header)
-      if name in ("fan_in", "fan_out", "s", "lambda*s", DISTANCE, "penalty")
+      if name in ("fan_in", "fan_out", "s", "lambda*s", "r", DISTANCE, "penalty")
     }
     lines = []
     for line in table:
@@ -138,7 +149,8 @@ class Report:
     lines.append(
       f"{decayed} of {len(self.rows)} leaves decayed"
       f"{' toward the reference' if self.reference else ''}; weight_decay={self.weight_decay:g}, "
-      f"scaling={self.scaling}{' relative to base' if with_base else ''}; total penalty "
+      f"scaling={self.scaling}{' relative to base' if with_base else ''}"
+      f"{'' if self.lr_scaling is None else f', lr_scaling={self.lr_scaling}'}; total penalty "
       + ("-" if total is None else f"{total:.6g}")
     )
     return "\n".join(lines)
@@ -173,6 +185,7 @@ def describe(
   multipliers: Multipliers | None = None,
   base: Any | None = None,
   reference: Any | None = None,
+  lr_scaling: str | ScalingFn | None = None,
 ) -> Report:
   """A report of what every leaf of ``params`` gets from :func:`layer_l2`.
 
@@ -194,6 +207,8 @@ def describe(
       base shape beside its own.
     reference: as in :func:`penalty`: a pytree with the structure of
       ``params`` (arrays, or shapes when ``params`` are shapes).
+    lr_scaling: as in :func:`layer_adamw` (needs ``base``): the report then
+      shows each leaf's learning-rate factor ``r`` in a column ``r``.
 
   Returns:
     A :class:`Report`; ``print`` it for the table, read ``.rows`` in programs.
@@ -229,10 +244,17 @@ def describe(
   """
   check_weight_decay(weight_decay, allow_schedule=False)
   check_reference(reference, allow_init=False)
+  if lr_scaling is not None:
+    resolve_scaling(lr_scaling, LR_SCALINGS, "lr_scaling")
+    check_base(base, "lr_scaling")
   decisions, treedef = leaf_scales(
     params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
   )
   leaves = treedef.flatten_up_to(params)
+  lr_factors = [None] * len(leaves)
+  if lr_scaling is not None:
+    found = rate_factors(params, lr_scaling, base=base, dims=dims, argname="lr_scaling")
+    lr_factors = treedef.flatten_up_to(found)
   targets = [None] * len(leaves)
   if reference is not None:
     factors = jax.tree.unflatten(treedef, [d.scale for d in decisions])
@@ -278,12 +300,18 @@ def describe(
         skipped=decision.skipped,
         base_shape=decision.base_shape,
         distance=_distance(leaves[i], targets[i]) if concrete and targets[i] is not None else None,
+        lr_factor=lr_factors[i],
       )
     )
-  name = scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))
   return Report(
     weight_decay=rate,
-    scaling=name,
+    scaling=_name(scaling),
     rows=tuple(rows),
     reference=reference is not None,
+    lr_scaling=None if lr_scaling is None else _name(lr_scaling),
   )
+
+
+def _name(scaling: str | ScalingFn) -> str:
+  """A scaling's name for the report: its own, or the callable's."""
+  return scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))

@@ -1,9 +1,13 @@
-"""The per-leaf factor ``s``: the one place where it is decided.
+"""The per-leaf factors, ``s`` of the decay and ``r`` of the learning rate: the
+one place where they are decided.
 
 ``s(leaf) = c(leaf) * multiplier(leaf)`` for a decayed leaf and ``0.0`` for
 every other; with a ``base`` model, ``s(leaf) = c(leaf) / c(base leaf) *
 multiplier(leaf)``. :func:`layer_l2`, :func:`penalty` and :func:`describe` all take
-their factors from :func:`leaf_scales` here, so they cannot disagree. Only
+their factors from :func:`leaf_scales` here, so they cannot disagree. The
+learning-rate factor ``r`` of :func:`layer_lr` is the same computation with a
+rate scaling (:data:`LR_SCALINGS`) and a base, read by :func:`rate_factors`:
+``1.0`` where ``s`` would be ``0.0`` because the leaf is not selected. Only
 shapes, dtypes and paths are read, so this runs in Python at trace time.
 """
 
@@ -13,18 +17,29 @@ from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from optax_layer_l2._fans import Dims, Fans, default_dims, leaf_fans
 from optax_layer_l2._masking import MaskOrFn, default_exclusion, user_mask_per_leaf
 from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
 from optax_layer_l2._paths import broadcast_prefix, flatten_with_paths, is_none
-from optax_layer_l2._scaling import LeafInfo, ScalingFn, checked_factor, resolve_scaling
+from optax_layer_l2._scaling import (
+  LR_SCALINGS,
+  SCALINGS,
+  LeafInfo,
+  ScalingFn,
+  checked_factor,
+  resolve_scaling,
+)
 
 # A pytree of `Dims`/`None` (or a prefix of one), or a callable `(path, leaf) -> Dims | None`.
 DimsOption: TypeAlias = Any | Callable[[str, Any], Dims | None]
 
 NONE_LEAF = "None leaf"
 """The reason recorded for a ``None`` in ``params`` (it stays ``None``)."""
+
+MULTIPLIER_ZERO = "multiplier 0"
+"""The reason recorded for a selected leaf whose multiplier is 0."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,21 +127,59 @@ def structure_difference(
   return "the leaf paths agree but the tree node types differ"
 
 
+def _masked_like(base: Any, params: Any) -> Any:
+  """``base`` with an ``optax.MaskedNode`` wherever ``params`` has one.
+
+  Inside ``optax.masked`` the leaves that are masked out arrive as
+  ``MaskedNode``; the base model, given whole, has arrays there. Where the two
+  trees differ otherwise, ``base`` is returned as it is, for the caller's error.
+  """
+
+  def is_masked(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
+
+  try:
+    return jax.tree.map(
+      lambda p, b: p if is_masked(p) else b,
+      params,
+      base,
+      is_leaf=lambda x: x is None or is_masked(x),
+    )
+  except (ValueError, TypeError):
+    return base
+
+
 def _base_per_leaf(
-  base: Any, treedef: jax.tree_util.PyTreeDef, paths: Sequence[str], dims: DimsOption
+  base: Any, params: Any, paths: Sequence[str], dims: DimsOption
 ) -> tuple[list[Any], list[Any]]:
-  """The leaves of ``base`` in the order of the params' leaves, and their ``Dims``."""
-  base_paths, base_leaves, base_def = flatten_with_paths(base)
-  if base_def != treedef:
+  """The leaves of ``base`` in the order of the params' leaves, and their ``Dims``.
+
+  ``base`` is matched to ``params`` by leaf paths, not by node types: an
+  ``nnx.Optimizer`` gives ``init`` a tree of ``nnx.Param`` and ``update`` one
+  of bare arrays, and both have the paths of a base given either way.
+  """
+  base_paths, base_leaves, _ = flatten_with_paths(base)
+  if base_paths != list(paths):
+    base = _masked_like(base, params)
+    base_paths, base_leaves, _ = flatten_with_paths(base)
+  if base_paths != list(paths):
     raise ValueError(
       "`base` must have the tree structure of `params` (the same model at another "
       f"width); {structure_difference(paths, base_paths)}."
     )
-  return base_leaves, _dims_per_leaf(dims, base, base_paths, base_leaves)
+  if callable(dims) and not isinstance(dims, Dims):
+    return base_leaves, _dims_per_leaf(dims, base, base_paths, base_leaves)
+  # A pytree of `Dims` is written for `params`; the base leaf at a path gets its entry.
+  return base_leaves, _dims_per_leaf(dims, params, paths, base_leaves)
 
 
 def _base_factor(
-  scaling_fn: ScalingFn, path: str, shape: tuple[int, ...], base_leaf: Any, base_dims: Any
+  scaling_fn: ScalingFn,
+  path: str,
+  shape: tuple[int, ...],
+  base_leaf: Any,
+  base_dims: Any,
+  argname: str = "scaling",
 ) -> tuple[float, tuple[int, ...]]:
   """``c(base leaf)`` for the decayed leaf at ``path``, and the base leaf's shape."""
   if base_leaf is None or not hasattr(base_leaf, "shape"):
@@ -146,11 +199,11 @@ def _base_factor(
     base_dims = default_dims(path, base_shape)
   base_fans = leaf_fans(path, base_shape, base_dims)
   base_factor = checked_factor(
-    scaling_fn(LeafInfo.of(path, base_shape, base_fans)), "scaling", f"{path} (in `base`)"
+    scaling_fn(LeafInfo.of(path, base_shape, base_fans)), argname, f"{path} (in `base`)"
   )
   if base_factor == 0.0:
     raise ValueError(
-      f"`scaling` gave 0 for leaf {path!r} of `base` (shape {base_shape}); "
+      f"`{argname}` gave 0 for leaf {path!r} of `base` (shape {base_shape}); "
       "a scaling relative to the base must be positive there."
     )
   return base_factor, base_shape
@@ -164,15 +217,21 @@ def leaf_scales(
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
   base: Any | None = None,
+  names: dict[str, ScalingFn] = SCALINGS,
+  argname: str = "scaling",
 ) -> tuple[list[LeafScale], jax.tree_util.PyTreeDef]:
-  """One :class:`LeafScale` per leaf of ``params`` (``None`` counts as a leaf)."""
-  scaling_fn = resolve_scaling(scaling)
+  """One :class:`LeafScale` per leaf of ``params`` (``None`` counts as a leaf).
+
+  ``names`` are the named scalings ``scaling`` may be (:data:`SCALINGS` or
+  :data:`LR_SCALINGS`), and ``argname`` the argument the errors name.
+  """
+  scaling_fn = resolve_scaling(scaling, names, argname)
   multiplier_fn = resolve_multipliers(multipliers)
   paths, leaves, treedef = flatten_with_paths(params)
   chosen_dims = _dims_per_leaf(dims, params, paths, leaves)
   selected = None if mask is None else user_mask_per_leaf(mask, params, paths)
   if base is not None:
-    base_leaves, base_dims = _base_per_leaf(base, treedef, paths, dims)
+    base_leaves, base_dims = _base_per_leaf(base, params, paths, dims)
 
   decisions = []
   for i, (path, leaf, leaf_dims) in enumerate(zip(paths, leaves, chosen_dims, strict=True)):
@@ -206,12 +265,14 @@ def leaf_scales(
     fans = leaf_fans(path, shape, leaf_dims)
     multiplier = multiplier_fn(path, leaf)
     if multiplier == 0.0:
-      decisions.append(_skip(path, shape, "multiplier 0", fans))
+      decisions.append(_skip(path, shape, MULTIPLIER_ZERO, fans))
       continue
-    factor = checked_factor(scaling_fn(LeafInfo.of(path, shape, fans)), "scaling", path)
+    factor = checked_factor(scaling_fn(LeafInfo.of(path, shape, fans)), argname, path)
     base_shape = None
     if base is not None:
-      base_factor, base_shape = _base_factor(scaling_fn, path, shape, base_leaves[i], base_dims[i])
+      base_factor, base_shape = _base_factor(
+        scaling_fn, path, shape, base_leaves[i], base_dims[i], argname
+      )
       factor /= base_factor
     decisions.append(
       LeafScale(
@@ -307,4 +368,42 @@ def scales(
     params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
   )
   values = [None if d.skipped == NONE_LEAF else d.scale for d in decisions]
+  return jax.tree.unflatten(treedef, values)
+
+
+def rate_factor(decision: LeafScale) -> float:
+  """The learning-rate factor ``r`` of one leaf, from its decision.
+
+  A selected leaf gets ``c(leaf) / c(base leaf) * multiplier`` (so 0 with a
+  multiplier of 0: the leaf is frozen); every other leaf, 1.
+  """
+  if decision.decayed:
+    return decision.scale
+  if decision.skipped == MULTIPLIER_ZERO:
+    return 0.0
+  return 1.0
+
+
+def rate_factors(
+  params: Any,
+  scaling: str | ScalingFn,
+  *,
+  base: Any,
+  mask: MaskOrFn | None = None,
+  dims: DimsOption | None = None,
+  multipliers: Multipliers | None = None,
+  argname: str = "scaling",
+) -> Any:
+  """The pytree of learning-rate factors ``r`` of :func:`layer_lr` (``None`` stays ``None``)."""
+  decisions, treedef = leaf_scales(
+    params,
+    scaling,
+    mask=mask,
+    dims=dims,
+    multipliers=multipliers,
+    base=base,
+    names=LR_SCALINGS,
+    argname=argname,
+  )
+  values = [None if d.skipped == NONE_LEAF else rate_factor(d) for d in decisions]
   return jax.tree.unflatten(treedef, values)

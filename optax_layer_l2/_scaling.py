@@ -1,4 +1,5 @@
-"""The named scalings ``c(leaf)`` and the ``LeafInfo`` a custom one receives."""
+"""The named scalings ``c(leaf)``, of the decay and of the learning rate, and the
+``LeafInfo`` a custom one receives."""
 
 import dataclasses
 import math
@@ -52,6 +53,10 @@ SCALINGS: dict[str, ScalingFn] = {
   # fraction of Adam's step at every width (see the guide).
   "sqrt_fan_in": lambda info: math.sqrt(info.fan_in),
   "sqrt_fan_avg": lambda info: math.sqrt((info.fan_in + info.fan_out) / 2),
+  # For `base=` with the rate factors `lr_scaling="inv_fan_in"`: a kernel whose
+  # fan-in grows m times gets 1/m of the rate and 1/sqrt(m) of the per-step
+  # decay, Fan et al.'s (2025) lambda ~ sqrt(m) for muP rates (see the guide).
+  "inv_sqrt_fan_in": lambda info: 1.0 / math.sqrt(info.fan_in),
 }
 """Each named scaling's factor ``c(leaf)``; see the table in the README.
 
@@ -60,20 +65,40 @@ With ``base=`` every scaling is used relative to the base model,
 """
 
 
-def resolve_scaling(scaling: str | ScalingFn) -> ScalingFn:
-  """The function behind ``scaling``; raises on an unknown name."""
+LR_SCALINGS: dict[str, ScalingFn] = {
+  "none": lambda info: 1.0,
+  # muP's and Everett et al.'s per-layer Adam rates: a kernel whose fan-in
+  # grows m times gets 1/m of the rate; a fixed fan-in keeps it.
+  "inv_fan_in": lambda info: 1.0 / info.fan_in,
+  "inv_sqrt_fan_in": lambda info: 1.0 / math.sqrt(info.fan_in),
+}
+"""Each named learning-rate scaling's factor ``c(leaf)`` for :func:`layer_lr`.
+
+Always used relative to the base model: ``r = c(leaf) / c(base leaf)``.
+"""
+
+
+def resolve_scaling(
+  scaling: str | ScalingFn,
+  names: dict[str, ScalingFn] = SCALINGS,
+  argname: str = "scaling",
+) -> ScalingFn:
+  """The function behind ``scaling``; raises on a name that is not in ``names``.
+
+  ``argname`` is the argument the errors name (``scaling`` or ``lr_scaling``).
+  """
   if isinstance(scaling, str):
-    if scaling not in SCALINGS:
-      valid = ", ".join(repr(name) for name in SCALINGS)
+    if scaling not in names:
+      valid = ", ".join(repr(name) for name in names)
       raise ValueError(
-        f"`scaling={scaling!r}` is not a known scaling; use one of {valid}, "
-        "or a callable `scaling(info: LeafInfo) -> float`."
+        f"`{argname}={scaling!r}` is not a known scaling; use one of {valid}, "
+        f"or a callable `{argname}(info: LeafInfo) -> float`."
       )
-    return SCALINGS[scaling]
+    return names[scaling]
   if callable(scaling):
     return scaling
   raise TypeError(
-    f"`scaling` must be a scaling name or a callable `scaling(info: LeafInfo) "
+    f"`{argname}` must be a scaling name or a callable `{argname}(info: LeafInfo) "
     f"-> float`, got {scaling!r}."
   )
 

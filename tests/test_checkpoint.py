@@ -22,9 +22,11 @@ def schedule(count):
 
 
 class Net(nn.Module):
+  width: int = 16
+
   @nn.compact
   def __call__(self, x):
-    x = nn.LayerNorm()(nn.relu(nn.Dense(16)(x)))
+    x = nn.LayerNorm()(nn.relu(nn.Dense(self.width)(x)))
     return nn.Dense(3)(x)
 
 
@@ -42,6 +44,12 @@ def pretrained() -> dict:
   return NET.init(jax.random.key(1, impl="rbg"), x)["params"]
 
 
+def narrow() -> dict:
+  """The shapes of the same network at width 4, the base of learning-rate factors."""
+  x, _ = data()
+  return jax.eval_shape(lambda: Net(4).init(jax.random.key(0, impl="rbg"), x)["params"])
+
+
 OPTIMIZERS = {
   "chain(layer_l2(schedule), adam)": optax.chain(ll2.layer_l2(schedule), optax.adam(LEARNING_RATE)),
   "chain(layer_l2(schedule, reference), adam)": optax.chain(
@@ -53,6 +61,9 @@ OPTIMIZERS = {
   ),
   "MultiSteps": optax.MultiSteps(
     optax.chain(ll2.layer_l2(schedule), optax.adam(LEARNING_RATE)), every_k_schedule=2
+  ),
+  "layer_adamw(schedule, lr_scaling)": ll2.layer_adamw(
+    LEARNING_RATE, schedule, "sqrt_fan_in", lr_scaling="inv_fan_in", base=narrow()
   ),
   "inject_hyperparams": optax.inject_hyperparams(
     lambda weight_decay: optax.chain(ll2.layer_l2(weight_decay), optax.adam(LEARNING_RATE))
@@ -130,6 +141,7 @@ FORMATS = {"flax.serialization": save_and_restore_flax, "orbax.checkpoint": save
 CASES = [(optimizer, "flax.serialization") for optimizer in OPTIMIZERS] + [
   ("chain(layer_l2(schedule), adam)", "orbax.checkpoint"),
   ("chain(layer_l2(schedule, reference), adam)", "orbax.checkpoint"),
+  ("layer_adamw(schedule, lr_scaling)", "orbax.checkpoint"),
 ]
 
 

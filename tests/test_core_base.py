@@ -18,6 +18,7 @@ FORMULAS = {  # c(fan_in, fan_out, numel), written out independently of the libr
   "fan_out": lambda fi, fo, n: fo / n,
   "sqrt_fan_in": lambda fi, fo, n: fi**0.5,
   "sqrt_fan_avg": lambda fi, fo, n: ((fi + fo) / 2) ** 0.5,
+  "inv_sqrt_fan_in": lambda fi, fo, n: fi**-0.5,
 }
 
 
@@ -204,3 +205,10 @@ def test_base_where_the_scaling_is_negative_names_the_base():
 
   with pytest.raises(ValueError, match=r"'attn/out/kernel \(in `base`\)'.*non-negative"):
     ll2.scales(params, negative_when_narrow, base=base)
+
+
+def test_base_is_matched_by_leaf_paths_not_node_types():
+  # `nnx.Optimizer` gives `init` a State of `nnx.Param` and `update` bare arrays; a base of
+  # either kind fits both, as a list fits a tuple of the same paths.
+  factor = ll2.scales((jnp.ones((8, 8)),), "sqrt_fan_in", base=[jnp.ones((2, 8))])
+  assert factor == (2.0,)

@@ -87,7 +87,7 @@ CASES = {
     lambda: ll2.layer_l2(0.1, "fan-avg"),
     ValueError,
     "`scaling='fan-avg'` is not a known scaling; use one of 'none', 'numel', 'fan_avg', "
-    "'fan_in', 'fan_out', 'sqrt_fan_in', 'sqrt_fan_avg', or a callable "
+    "'fan_in', 'fan_out', 'sqrt_fan_in', 'sqrt_fan_avg', 'inv_sqrt_fan_in', or a callable "
     "`scaling(info: LeafInfo) -> float`.",
   ),
   "scaling of the wrong type": (
@@ -283,12 +283,6 @@ CASES = {
     "`base` must have the tree structure of `params` (the same model at another width); "
     "`base` has the extra leaf 'dense/z'.",
   ),
-  "base of another container": (
-    lambda: ll2.scales((jnp.ones((2, 2)),), base=[jnp.ones((3, 3))]),
-    ValueError,
-    "`base` must have the tree structure of `params` (the same model at another width); "
-    "the leaf paths agree but the tree node types differ.",
-  ),
   "base holding None at a decayed leaf": (
     with_base({"dense": {"kernel": None, "bias": jnp.ones(2)}}),
     ValueError,
@@ -378,6 +372,83 @@ CASES = {
     TypeError,
     "`reference` must be None, 'init' or a pytree of arrays with the structure of the "
     "params, not a callable (<built-in function len>).",
+  ),
+  # learning-rate factors
+  "layer_lr with an unknown name": (
+    lambda: ll2.layer_lr("inv_fan_out", base=PARAMS),
+    ValueError,
+    "`scaling='inv_fan_out'` is not a known scaling; use one of 'none', 'inv_fan_in', "
+    "'inv_sqrt_fan_in', or a callable `scaling(info: LeafInfo) -> float`.",
+  ),
+  "layer_lr with a decay scaling's name": (
+    lambda: ll2.layer_lr("fan_avg", base=PARAMS),
+    ValueError,
+    "`scaling='fan_avg'` is not a known scaling; use one of 'none', 'inv_fan_in', "
+    "'inv_sqrt_fan_in', or a callable `scaling(info: LeafInfo) -> float`.",
+  ),
+  "layer_adamw with an unknown lr_scaling": (
+    lambda: ll2.layer_adamw(1e-3, 0.1, lr_scaling="muP", base=PARAMS),
+    ValueError,
+    "`lr_scaling='muP'` is not a known scaling; use one of 'none', 'inv_fan_in', "
+    "'inv_sqrt_fan_in', or a callable `lr_scaling(info: LeafInfo) -> float`.",
+  ),
+  "layer_lr without a base": (
+    lambda: ll2.layer_lr("inv_fan_in", base=None),
+    ValueError,
+    "`layer_lr` needs `base=`: the params (or `jax.eval_shape` shapes) of the model the "
+    "learning rate was tuned on. The rate factors are relative to it, so at the base every "
+    "leaf keeps the tuned rate.",
+  ),
+  "layer_adamw with lr_scaling but no base": (
+    lambda: ll2.layer_adamw(1e-3, 0.1, lr_scaling="inv_fan_in"),
+    ValueError,
+    "`lr_scaling` needs `base=`: the params (or `jax.eval_shape` shapes) of the model the "
+    "learning rate was tuned on. The rate factors are relative to it, so at the base every "
+    "leaf keeps the tuned rate.",
+  ),
+  "describe with lr_scaling but no base": (
+    lambda: ll2.describe(PARAMS, 0.1, lr_scaling="inv_fan_in"),
+    ValueError,
+    "`lr_scaling` needs `base=`: the params (or `jax.eval_shape` shapes) of the model the "
+    "learning rate was tuned on. The rate factors are relative to it, so at the base every "
+    "leaf keeps the tuned rate.",
+  ),
+  "layer_lr scaling of the wrong type": (
+    lambda: ll2.layer_lr(2.0, base=PARAMS),
+    TypeError,
+    "`scaling` must be a scaling name or a callable `scaling(info: LeafInfo) -> float`, got 2.0.",
+  ),
+  "lr_scaling callable negative at a leaf": (
+    lambda: first_update(ll2.layer_adamw(1e-3, 0.1, lr_scaling=lambda i: -1.0, base=PARAMS)),
+    ValueError,
+    "`lr_scaling` gave -1.0 for leaf 'dense/kernel'; it must be finite and non-negative.",
+  ),
+  "lr_scaling callable zero at the base": (
+    lambda: first_update(
+      ll2.layer_adamw(
+        1e-3,
+        0.1,
+        lr_scaling=lambda i: float(i.fan_in > 4),
+        base={"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}},
+      )
+    ),
+    ValueError,
+    "`lr_scaling` gave 0 for leaf 'dense/kernel' of `base` (shape (2, 3)); a scaling "
+    "relative to the base must be positive there.",
+  ),
+  "layer_lr base of another structure, at init": (
+    lambda: ll2.layer_lr(base={"dense": {"kernel": jnp.ones((4, 3))}}).init(PARAMS),
+    ValueError,
+    "`base` must have the tree structure of `params` (the same model at another width); "
+    "`params` has leaf 'dense/bias' where `base` has 'dense/kernel'.",
+  ),
+  "layer_lr base leaf of another rank": (
+    lambda: ll2.layer_lr(base={"dense": {"kernel": jnp.ones((4, 3, 1)), "bias": jnp.ones(3)}}).init(
+      PARAMS
+    ),
+    ValueError,
+    "`base` leaf 'dense/kernel' has shape (4, 3, 1), of rank 3, but the leaf has shape "
+    "(4, 3), of rank 2; a base leaf must have the leaf's rank.",
   ),
 }
 

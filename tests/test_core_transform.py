@@ -47,6 +47,7 @@ FORMULAS = {
   "fan_out": lambda fi, fo, n: fo / n,
   "sqrt_fan_in": lambda fi, fo, n: fi**0.5,
   "sqrt_fan_avg": lambda fi, fo, n: ((fi + fo) / 2) ** 0.5,
+  "inv_sqrt_fan_in": lambda fi, fo, n: fi**-0.5,
 }
 
 

@@ -79,9 +79,11 @@ class ScannedDense(nn.Module):
     return carry, nn.Dense(12, kernel_init=self.kernel_init)(carry)
 
 
-def scanned_params(init):
-  stack = nn.scan(ScannedDense, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
-  return linen_params(stack(init), jnp.ones((1, 8)), None)
+def scanned_params(init, layers=3, carry=8):
+  stack = nn.scan(
+    ScannedDense, variable_axes={"params": 0}, split_rngs={"params": True}, length=layers
+  )
+  return linen_params(stack(init), jnp.ones((1, carry)), None)
 
 
 def general_dims(path: str, leaf: Any) -> ll2.Dims | None:
@@ -252,17 +254,19 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 class LinenNet(nn.Module):
+  width: int = 32
+
   @nn.compact
   def __call__(self, x):
-    x = nn.LayerNorm(name="norm")(nn.Dense(32, name="hidden")(x))
+    x = nn.LayerNorm(name="norm")(nn.Dense(self.width, name="hidden")(x))
     return nn.Dense(4, name="out")(nn.relu(x))
 
 
 class NnxNet(nnx.Module):
-  def __init__(self, rngs: nnx.Rngs):
-    self.hidden = nnx.Linear(8, 32, rngs=rngs)
-    self.norm = nnx.LayerNorm(32, rngs=rngs)
-    self.out = nnx.Linear(32, 4, rngs=rngs)
+  def __init__(self, rngs: nnx.Rngs, width: int = 32):
+    self.hidden = nnx.Linear(8, width, rngs=rngs)
+    self.norm = nnx.LayerNorm(width, rngs=rngs)
+    self.out = nnx.Linear(width, 4, rngs=rngs)
 
   def __call__(self, x):
     return self.out(nnx.relu(self.norm(self.hidden(x))))
@@ -294,10 +298,10 @@ def linen_step(state: train_state.TrainState, x: jax.Array, y: jax.Array):
   return state.apply_gradients(grads=grads), loss
 
 
-def linen_fit(tx: optax.GradientTransformation) -> "Trained":
+def linen_fit(tx: optax.GradientTransformation, steps: int = STEPS) -> "Trained":
   x, y = teacher_data()
   state, losses = linen_state(tx), []
-  for step in range(STEPS):
+  for step in range(steps):
     state, loss = linen_step(state, x, y)
     losses.append(float(loss))
     if step == 0:
@@ -312,12 +316,12 @@ def nnx_step(model: NnxNet, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array
   return loss
 
 
-def nnx_fit(tx: optax.GradientTransformation) -> "Trained":
+def nnx_fit(tx: optax.GradientTransformation, steps: int = STEPS) -> "Trained":
   x, y = teacher_data()
   model = NnxNet(nnx.Rngs(rbg_key()))
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   losses = []
-  for step in range(STEPS):
+  for step in range(steps):
     losses.append(float(nnx_step(model, optimizer, x, y)))
     if step == 0:
       first = nnx.clone(nnx.state(model, nnx.Param))
@@ -326,7 +330,7 @@ def nnx_fit(tx: optax.GradientTransformation) -> "Trained":
 
 class Trained(NamedTuple):
   first: Any  # the parameters after one step
-  last: Any  # ... after STEPS steps
+  last: Any  # ... after STEPS steps (or the `steps` asked for)
   losses: list[float]
 
 
@@ -415,11 +419,11 @@ def test_multipliers_select_layers_by_path_inside_the_optimizer(framework):
   assert not np.array_equal(decayed["out/kernel"], plain["out/kernel"])
 
 
-def initial_params(framework: str) -> Any:
-  """The weights every fit in ``framework`` starts from."""
+def initial_params(framework: str, width: int = 32) -> Any:
+  """The weights every fit in ``framework`` starts from (at another ``width``: a base model)."""
   if framework == "linen":
-    return LinenNet().init(rbg_key(), teacher_data()[0])["params"]
-  return nnx.state(NnxNet(nnx.Rngs(rbg_key())), nnx.Param)
+    return LinenNet(width).init(rbg_key(), teacher_data()[0])["params"]
+  return nnx.state(NnxNet(nnx.Rngs(rbg_key()), width), nnx.Param)
 
 
 @pytest.mark.slow
@@ -463,6 +467,150 @@ def test_nnx_optimizer_keeps_a_pytree_reference_of_the_kernels_only():
   rows = {row.path: row for row in report.rows}
   distance = np.linalg.norm(after["out/kernel"] - reference["out/kernel"])
   assert rows["out/kernel"].distance == pytest.approx(distance, rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate factors: `layer_adamw(lr_scaling=...)` in both loops, `layer_lr` on NNX paths.
+
+BASE_WIDTH = 8  # the hidden width of the base model the rate was tuned on
+
+
+def lr_scaled_by_hand() -> optax.GradientTransformation:
+  """``layer_adamw`` with ``"none"`` and ``lr_scaling="inv_fan_in"``, width 32 against
+  ``BASE_WIDTH``, from Optax alone.
+
+  Both kernels of the base have fan-in 8 (the 8 input features, the width 8), so a kernel of
+  fan-in ``n`` gets ``r = 8 / n`` (``hidden`` 1, ``out`` 1/4). The decay is not multiplied by it.
+  """
+
+  def rate(update):
+    return update * (BASE_WIDTH / update.shape[0]) if update.ndim == 2 else update
+
+  return optax.chain(
+    optax.scale_by_adam(),
+    optax.stateless(lambda updates, params: jax.tree.map(rate, updates)),
+    optax.add_decayed_weights(WEIGHT_DECAY, mask=lambda p: jax.tree.map(lambda w: w.ndim == 2, p)),
+    optax.scale_by_learning_rate(LEARNING_RATE),
+  )
+
+
+@pytest.mark.parametrize("framework", ["linen", "nnx"])
+def test_layer_adamw_with_lr_scaling_is_adam_times_r_plus_unscaled_decay(framework):
+  # `nnx.Optimizer` gives `init` a State of `nnx.Param` and `update` bare arrays: a `base` of
+  # either kind is matched to both by its leaf paths.
+  name = framework
+  base = jax.eval_shape(lambda: initial_params(name, BASE_WIDTH))
+  tx = ll2.layer_adamw(LEARNING_RATE, WEIGHT_DECAY, "none", lr_scaling="inv_fan_in", base=base)
+  fit = FITS[name]
+  scaled, by_hand = fit(tx, 3), fit(lr_scaled_by_hand(), 3)
+  for got, want in ((scaled.first, by_hand.first), (scaled.last, by_hand.last)):
+    got, want = by_path(got), by_path(want)
+    for path in DECAYED + UNTOUCHED:
+      np.testing.assert_allclose(got[path], want[path], rtol=1e-6, atol=1e-8, err_msg=path)
+
+  # One step from the same weights: only `out/kernel`, whose fan-in grew 4 times, moves
+  # otherwise than without `lr_scaling`; its Adam step is a quarter, its decay the same.
+  unscaled = by_path(fit(ll2.layer_adamw(LEARNING_RATE, WEIGHT_DECAY, "none"), 1).first)
+  first = by_path(scaled.first)
+  for path in (*UNTOUCHED, "hidden/kernel"):
+    np.testing.assert_array_equal(first[path], unscaled[path], err_msg=path)
+  start = by_path(initial_params(name))["out/kernel"]
+  decay = LEARNING_RATE * WEIGHT_DECAY * start
+  np.testing.assert_allclose(
+    start - first["out/kernel"] - decay,
+    (start - unscaled["out/kernel"] - decay) / 4,
+    rtol=1e-4,
+    atol=3e-7,
+  )
+
+
+class NnxAttentionNet(nnx.Module):
+  """An embedding, self-attention with one head per 4 features, and a linear readout."""
+
+  def __init__(self, width: int, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(11, width, rngs=rngs)
+    self.attention = attention(width)(rngs)
+    self.head = nnx.Linear(width, 5, rngs=rngs)
+
+
+def attention(width: int) -> Callable[[nnx.Rngs], nnx.MultiHeadAttention]:
+  return lambda rngs: nnx.MultiHeadAttention(
+    num_heads=width // 4, in_features=width, decode=False, rngs=rngs
+  )
+
+
+# At width 32 against 8 (heads 8 against 2): query/key/value kernels (32, 8, 4) have fan-in 32,
+# the features; `out` kernels (8, 4, 32) have 8 * 4, heads times head_dim; the readout 32. The
+# embedding (11, 32) reads as a dense kernel of fan-in 11, which does not grow with the width.
+GROWING = (
+  *(f"attention/{name}/kernel" for name in ("key", "out", "query", "value")),
+  "head/kernel",
+)
+
+
+@pytest.mark.parametrize(
+  ("lr_scaling", "factor"), [("inv_fan_in", 1 / 4), ("inv_sqrt_fan_in", 1 / 2), ("none", 1.0)]
+)
+def test_layer_lr_factors_on_nnx_attention_embedding_and_linear_paths(lr_scaling, factor):
+  params = nnx_params(lambda rngs: NnxAttentionNet(32, rngs))
+  base = jax.eval_shape(lambda: nnx_params(lambda rngs: NnxAttentionNet(BASE_WIDTH, rngs)))
+  report = ll2.describe(params, 0.1, "none", lr_scaling=lr_scaling, base=base)
+  rows = {row.path: row for row in report.rows}
+  selected = sorted(path for path, row in rows.items() if row.skipped is None)
+  assert selected == sorted((*GROWING, "embed/embedding"))
+  assert len(rows) == len(selected) + 5  # four projection biases and the readout's
+  for path, row in rows.items():
+    assert row.lr_factor == pytest.approx(factor if path in GROWING else 1.0, rel=1e-12), path
+  assert (rows["attention/query/kernel"].fan_in, rows["attention/out/kernel"].fan_in) == (32, 32)
+  assert rows["embed/embedding"].fan_in == 11
+
+  # The transformation multiplies each leaf's update by the factor the report gives it.
+  tx = ll2.layer_lr(lr_scaling, base=base)
+  updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params))
+  for row, update in zip(report.rows, jax.tree.leaves(updates), strict=True):
+    np.testing.assert_allclose(update, row.lr_factor, rtol=1e-6, err_msg=row.path)
+
+
+# (id, params of `layers` stacked layers of a width, params of one such layer alone)
+STACKED_LR_CASES = [
+  (
+    "linen-scan-Dense",
+    lambda width, layers: scanned_params(nn.initializers.lecun_normal(), layers, width),
+    lambda width: linen_params(nn.Dense(12), jnp.ones((1, width))),
+  ),
+  (
+    "nnx-vmap-MultiHeadAttention",
+    lambda width, layers: stacked_nnx_params(attention(width), layers),
+    lambda width: nnx_params(attention(width)),
+  ),
+]
+
+
+@pytest.mark.parametrize(
+  ("stack", "alone"),
+  [case[1:] for case in STACKED_LR_CASES],
+  ids=[case[0] for case in STACKED_LR_CASES],
+)
+def test_each_stacked_layer_gets_the_rate_factor_it_would_get_alone(stack, alone):
+  # Three layers of width 32 against a base of two of width 8: the layer axis is in neither
+  # fan, so every kernel gets 8/32 of the rate, as one layer alone does.
+  params, base = stack(32, 3), jax.eval_shape(lambda: stack(BASE_WIDTH, 2))
+  options = {"lr_scaling": "inv_fan_in", "base": base, "dims": ll2.stacked(0)}
+  rows = ll2.describe(params, 1.0, "none", **options).rows
+  alone_base = jax.eval_shape(lambda: alone(BASE_WIDTH))
+  alone_rows = ll2.describe(alone(32), 1.0, "none", lr_scaling="inv_fan_in", base=alone_base).rows
+  assert [row.lr_factor for row in rows] == [row.lr_factor for row in alone_rows]
+  kernels = [row.lr_factor for row in rows if row.skipped is None]
+  assert kernels and all(factor == BASE_WIDTH / 32 for factor in kernels)
+
+  tx = ll2.layer_lr("inv_fan_in", base=base, dims=ll2.stacked(0))
+  updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params))
+  for row, update in zip(rows, jax.tree.leaves(updates), strict=True):
+    np.testing.assert_array_equal(update, np.full(update.shape, row.lr_factor), err_msg=row.path)
+  # Without `dims` the layer axis counts in the fan-in, and the base's depth with it.
+  options.pop("dims")
+  unstacked = ll2.describe(params, 1.0, "none", **options).rows
+  assert all(row.lr_factor != BASE_WIDTH / 32 for row in unstacked if row.skipped is None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``layer_l2`` on a device mesh: layouts kept, no communication, the same numbers.
+"""``layer_l2`` and ``layer_lr`` on a device mesh: layouts kept, no communication, the same
+numbers.
 
 JAX fixes its device count when it starts, so the checks run once in a child
 process that asks for 8 CPU devices (``XLA_FLAGS``); this module is that
@@ -28,9 +29,11 @@ COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "collective-permute
 
 
 class MLP(nn.Module):
+  width: int = 64
+
   @nn.compact
   def __call__(self, x):
-    x = nn.LayerNorm(name="norm")(nn.relu(nn.Dense(64, name="hidden")(x)))
+    x = nn.LayerNorm(name="norm")(nn.relu(nn.Dense(self.width, name="hidden")(x)))
     return nn.Dense(16, name="out")(x)
 
 
@@ -111,6 +114,11 @@ def decayed_leaves(params) -> list:
   return [leaf for leaf, s in zip(jax.tree.leaves(params), factors, strict=True) if s]
 
 
+def all_bitwise_equal(a, b) -> bool:
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return all(np.array_equal(x, y) for x, y in pairs)
+
+
 def max_relative_difference(a, b) -> float:
   pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
   return max(
@@ -161,6 +169,16 @@ def child() -> dict:
   moved = jax.tree.map(lambda p: p + 0.5, params)
   sp_update, _ = jax.jit(toward_init.update)(grads, toward_init.init(params), moved)
   _, sp_reference, _ = fit(params, x, y, sp_optimizer, STEPS)
+
+  # Learning-rate factors relative to a base of width 16: `out/kernel`'s fan-in is 64 against
+  # 16, so r = 1/4; `hidden/kernel` reads the 24 inputs at both widths (r = 1); the rest keep 1.
+  base = jax.eval_shape(lambda: MLP(width=16).init(jax.random.key(0), x)["params"])
+  rates = ll2.layer_lr("inv_fan_in", base=base)
+  rate_update, _ = jax.jit(rates.update)(grads, rates.init(params))
+  by_hand = dict(grads, out=dict(grads["out"], kernel=grads["out"]["kernel"] / 4))
+  lr_scaled = ll2.layer_adamw(1e-2, schedule, "fan_avg", lr_scaling="inv_fan_in", base=base)
+  _, lr_reference, _ = fit(params, x, y, lr_scaled, STEPS)
+  _, unscaled, _ = fit(params, x, y, ll2.layer_adamw(1e-2, schedule, "fan_avg"), STEPS)
 
   findings = {}
   for name, (mesh, spec, batch_spec) in layouts().items():
@@ -218,6 +236,20 @@ def child() -> dict:
       and same_layout(sp_start.opt_state, sp_trained.opt_state),
       "step_relative_difference": max_relative_difference(sp_trained.params, sp_reference.params),
     }
+    # The learning-rate factors, alone (jitted, nothing pinned) and in `layer_adamw`.
+    compiled_rates = (
+      jax.jit(rates.update).lower(sharded_grads, rates.init(sharded_params)).compile()
+    )
+    rated, _ = compiled_rates(sharded_grads, rates.init(sharded_params))
+    lr_start, lr_trained, _ = fit(sharded_params, xs, ys, lr_scaled, STEPS, mesh)
+    findings[name]["layer_lr"] = {
+      "bitwise_equal": all_bitwise_equal(rated, rate_update),
+      "keeps_layout": same_layout(sharded_grads, rated),
+      "communication": communication(compiled_rates),
+      "step_keeps_layout": same_layout(lr_start.params, lr_trained.params)
+      and same_layout(lr_start.opt_state, lr_trained.opt_state),
+      "step_relative_difference": max_relative_difference(lr_trained.params, lr_reference.params),
+    }
     if name == "fsdp":
       # The same step with nothing pinned: does layer_l2 change what XLA decides?
       free = {tx_name: fit(sharded_params, xs, ys, tx, 1) for tx_name, tx in optimizers.items()}
@@ -230,6 +262,10 @@ def child() -> dict:
         ],
         "moved": layout_of(free["adam"][1].params) != layout_of(sharded_params),
       }
+  findings["layer_lr, unsharded"] = {
+    "grads_times_r": all_bitwise_equal(rate_update, by_hand),
+    "lr_scaling_moves_the_step": max_relative_difference(lr_reference.params, unscaled.params),
+  }
   return findings
 
 
@@ -298,13 +334,33 @@ def test_the_reference_keeps_each_leafs_sharding(findings, layout):
   assert found["step_relative_difference"] < 1e-4
 
 
+@pytest.mark.slow
+def test_the_unsharded_rate_factors_are_the_ones_worked_out_by_hand(findings):
+  found = findings["layer_lr, unsharded"]
+  assert found["grads_times_r"]  # `out/kernel` times 1/4, every other leaf as it came
+  assert found["lr_scaling_moves_the_step"] > 1e-3  # so the sharded match below has teeth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layer_lr_keeps_each_leafs_sharding_and_the_unsharded_numbers(findings, layout):
+  found = findings[layout]["layer_lr"]
+  assert found["bitwise_equal"]
+  assert found["keeps_layout"]
+  assert found["communication"] == 0
+  assert found["step_keeps_layout"]  # layer_adamw with lr_scaling, its output pinned
+  assert found["step_relative_difference"] < 1e-4
+
+
 class BoxedMLP(nn.Module):
   """Kernels annotated for sharding by ``nn.with_partitioning``, as linen users do."""
+
+  width: int = 8
 
   @nn.compact
   def __call__(self, x):
     init = nn.with_partitioning(nn.initializers.lecun_normal(), ("fsdp", None))
-    x = nn.relu(nn.Dense(8, kernel_init=init, name="hidden")(x))
+    x = nn.relu(nn.Dense(self.width, kernel_init=init, name="hidden")(x))
     return nn.Dense(3, kernel_init=init, name="out")(x)
 
 
@@ -331,6 +387,23 @@ def test_partitioned_boxes_have_the_paths_and_the_decay_of_bare_arrays():
   assert isinstance(kept["hidden"]["kernel"], nn.Partitioned)
   assert kept["hidden"]["kernel"].names == ("fsdp", None)
   assert kept["hidden"]["bias"] == optax.MaskedNode()
+
+
+def test_layer_lr_keeps_partitioned_boxes_and_scales_their_values():
+  def init(width):
+    return BoxedMLP(width).init(jax.random.key(0, impl="rbg"), jnp.ones((2, 4)))["params"]
+
+  params, base = init(8), jax.eval_shape(lambda: init(2))  # the base's kernels are boxed too
+  grads = jax.tree.map(jnp.ones_like, params)
+  tx = ll2.layer_lr("inv_fan_in", base=base)
+  updates, _ = tx.update(grads, tx.init(params))
+  assert isinstance(updates["out"]["kernel"], nn.Partitioned)
+  assert updates["out"]["kernel"].names == ("fsdp", None)
+  factors = {"hidden/kernel": 1.0, "out/kernel": 2 / 8}  # fan-in 4 at both widths; 8 against 2
+  rows = ll2.describe(params, 0.5, lr_scaling="inv_fan_in", base=base).rows
+  assert [row.lr_factor for row in rows] == [factors.get(row.path, 1.0) for row in rows]
+  for row, update in zip(rows, jax.tree.leaves(nn.meta.unbox(updates)), strict=True):
+    np.testing.assert_array_equal(update, np.full(update.shape, factors.get(row.path, 1.0)))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 `python -m mypy` (configured in pyproject.toml) checks this file strictly, as
 it checks the package: each call here is one the docs allow, so it must
 type-check, and `assert_type` pins what it returns. The calls marked
-`# type: ignore[arg-type]` are ones the signatures must refuse; mypy fails on
-an ignore that is no longer needed. pytest runs the file too, so every call
-also works, and the refused ones raise.
+`# type: ignore[arg-type]` (or `[call-arg]`) are ones the signatures must
+refuse; mypy fails on an ignore that is no longer needed. pytest runs the file
+too, so every call also works, and the refused ones raise.
 """
 
 from collections.abc import Callable
@@ -74,6 +74,52 @@ def test_transformations() -> None:
     assert jax.tree.all(jax.tree.map(lambda u, p: u.shape == p.shape, updates, params))
 
 
+def test_learning_rate_factors() -> None:
+  params = _params()
+  # Half the rows: the dense kernel's fan-in 4 against 2 in the base, the embedding's 16 against 8.
+  base = jax.eval_shape(lambda: jax.tree.map(lambda w: w[: w.shape[0] // 2], params))
+  rates = ll2.layer_lr(
+    "inv_sqrt_fan_in",
+    base=base,
+    mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p),
+    dims=ll2.stacked(0, where="layers"),
+    multipliers={"embed": 0.5},
+  )
+  assert_type(rates, optax.GradientTransformationExtraArgs)
+  state = rates.init(params)
+  assert_type(state, optax.OptState)
+  assert state == optax.EmptyState()
+  ones = jax.tree.map(jnp.ones_like, params)
+  updates, _ = jax.jit(rates.update)(ones, state)
+  assert float(updates["dense"]["kernel"][0, 0]) == pytest.approx(2**-0.5)
+  assert float(updates["embed"]["embedding"][0, 0]) == pytest.approx(0.5 * 2**-0.5)
+  assert float(updates["dense"]["bias"][0]) == 1.0
+
+  lr_scaling: Callable[[ll2.LeafInfo], float] = ll2.LR_SCALINGS["inv_fan_in"]
+  assert lr_scaling(ll2.LeafInfo("w", (4, 8), 4, 8, 32)) == 1 / 4
+  by_output = ll2.layer_lr(_per_output, base=base)  # a callable, as `scaling` takes
+  updates, _ = jax.jit(by_output.update)(ones, by_output.init(params))
+  assert float(updates["dense"]["kernel"][0, 0]) == 1.0  # fan-out 8 at both
+
+  adamw = ll2.layer_adamw(
+    optax.cosine_decay_schedule(1e-3, decay_steps=10),
+    jnp.float32(0.1),
+    "none",
+    lr_scaling="inv_fan_in",
+    base=base,
+  )
+  assert_type(adamw, optax.GradientTransformationExtraArgs)
+  updates, _ = jax.jit(adamw.update)(ones, adamw.init(params), params)
+  # Adam's first step is 1 per weight, times r = 2 / 4; the decay 0.1 * w is not; times -1e-3.
+  assert float(updates["dense"]["kernel"][0, 0]) == pytest.approx(-1e-3 * (0.5 + 0.1), rel=1e-5)
+
+  report = ll2.describe(params, 0.1, "none", base=base, lr_scaling="inv_fan_in")
+  assert_type(report.lr_scaling, str | None)
+  row = report.rows[1]
+  assert_type(row.lr_factor, float | None)
+  assert (row.path, row.lr_factor) == ("dense/kernel", 0.5)
+
+
 def test_inspection() -> None:
   params = _params()
   pretrained = jax.tree.map(lambda w: 0.5 * w, params)
@@ -118,3 +164,9 @@ def test_signatures_refuse_what_the_docs_refuse() -> None:
     ll2.describe(params, optax.constant_schedule(0.1))  # type: ignore[arg-type]
   with pytest.raises(TypeError, match="`Dims"):
     ll2.Dims(in_axes="0", out_axes=1)  # type: ignore[arg-type]
+  with pytest.raises(TypeError, match="base"):
+    ll2.layer_lr("inv_fan_in")  # type: ignore[call-arg]
+  with pytest.raises(TypeError, match="`scaling` must be"):
+    ll2.layer_lr(0.5, base=params)  # type: ignore[arg-type]
+  with pytest.raises(TypeError, match="`lr_scaling` must be"):
+    ll2.layer_adamw(1e-3, 1e-4, lr_scaling=1, base=params)  # type: ignore[arg-type]
