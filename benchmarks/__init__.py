@@ -5,6 +5,7 @@ Run it from the repository root::
   python -m benchmarks.step_time            # the full run, written to docs/performance.md
   python -m benchmarks.step_time --quick    # a smoke run on small models
   python -m benchmarks.step_time --only reference  # one section alone
+  python -m benchmarks.step_time --only learning_rate
 
 Each part lives in the module named for it:
 
@@ -22,8 +23,9 @@ Each part lives in the module named for it:
   compared as graphs of operations, blind to names, order and metadata;
 * ``budgets``: the SPEC's limits and the verdicts against them;
 * one module a measurement: ``train_step``, ``update_alone``, ``compile_time``,
-  ``optimizer_state``, ``peak_memory``, and ``toward_reference`` (a decay
-  toward a reference: its train step and its state);
+  ``optimizer_state``, ``peak_memory``, ``toward_reference`` (a decay
+  toward a reference: its train step and its state), and ``learning_rate``
+  (per-layer learning rates: the train step with and without them);
 * ``machine``: the machine the numbers were measured on;
 * ``markdown`` and ``progress``: tables, and progress on stderr.
 """

@@ -73,6 +73,12 @@ def budgets(backend: str) -> dict[str, Budget]:
       "<=",
       1.05,
     ),
+    "step_rates": Budget(
+      "Train step with `layer_lr` / the same step without it (`layer_adamw` with and without "
+      "`lr_scaling`; `layer_lr` between Adam and the learning rate, and `adam`)",
+      "<=",
+      1.02,
+    ),
     "update_decayed": Budget("Update alone, `layer_l2` / `add_decayed_weights`", "<=", 1.02),
     "update_roofline": Budget("Update alone, `layer_l2` bytes/s / `p + a * g` bytes/s", ">=", 0.80),
     "compile": Budget(
@@ -110,6 +116,13 @@ def budgets(backend: str) -> dict[str, Budget]:
     "compiled_program": Budget(
       "Compiled train step, as XLA optimized it, the same as the reference's, "
       "but for constants (1 = yes)",
+      "==",
+      1,
+      0,
+    ),
+    "rates_program": Budget(
+      "Lowered train step with `layer_lr`: the step without it and one multiply per leaf "
+      "whose factor is not 1, by its constant (1 = yes)",
       "==",
       1,
       0,

@@ -77,3 +77,44 @@ def reference_optimizers(
       ll2.layer_l2(WEIGHT_DECAY, scaling, reference="init"), optax.adam(LEARNING_RATE)
     )
   return optimizers
+
+
+LAYER_ADAMW_NONE = '`layer_adamw("none")`'
+LAYER_ADAMW_RATES = '`layer_adamw("none", lr_scaling="inv_fan_in")`'
+LAYER_ADAMW_RATES_OF_ONE = '`layer_adamw("none", lr_scaling="none")`, every factor 1 (A/A control)'
+ADAM_RATES = '`scale_by_adam` + `layer_lr("inv_fan_in")` + `scale_by_learning_rate`'
+
+
+def rate_optimizers(base: Any) -> dict[str, optax.GradientTransformation]:
+  """The optimizers of the measurement of per-layer learning rates, by name.
+
+  Each step with :func:`ll2.layer_lr` (factors relative to ``base``, the
+  shapes of a narrower model of the same structure) follows the step it is
+  compared with: ``layer_adamw("none")`` without and with
+  ``lr_scaling="inv_fan_in"``, and with ``lr_scaling="none"``, whose factors
+  are all 1 (an A/A control); ``optax.adam`` and the same chain with
+  ``layer_lr`` between Adam and the learning rate.
+  """
+  return {
+    ADAM: optax.adam(LEARNING_RATE),
+    ADAM_RATES: optax.chain(
+      optax.scale_by_adam(),
+      ll2.layer_lr("inv_fan_in", base=base),
+      optax.scale_by_learning_rate(LEARNING_RATE),
+    ),
+    LAYER_ADAMW_NONE: ll2.layer_adamw(LEARNING_RATE, WEIGHT_DECAY, "none"),
+    LAYER_ADAMW_RATES: ll2.layer_adamw(
+      LEARNING_RATE, WEIGHT_DECAY, "none", lr_scaling="inv_fan_in", base=base
+    ),
+    LAYER_ADAMW_RATES_OF_ONE: ll2.layer_adamw(
+      LEARNING_RATE, WEIGHT_DECAY, "none", lr_scaling="none", base=base
+    ),
+  }
+
+
+WITHOUT_RATES = {
+  ADAM_RATES: ADAM,
+  LAYER_ADAMW_RATES: LAYER_ADAMW_NONE,
+  LAYER_ADAMW_RATES_OF_ONE: LAYER_ADAMW_NONE,
+}
+"""Each step with ``layer_lr``, and the same step without it."""

@@ -8,8 +8,9 @@ import jax
 import optax_layer_l2 as ll2
 from benchmarks.budgets import Verdicts
 from benchmarks.compile_time import measure_compile
+from benchmarks.learning_rate import measure_rates, mlp_base, rates_section, transformer_base
 from benchmarks.machine import load, machine
-from benchmarks.models import many_leaves, mlp
+from benchmarks.models import Model, many_leaves, mlp
 from benchmarks.optimizer_state import state_section
 from benchmarks.optimizers import train_optimizers
 from benchmarks.peak_memory import memory_section
@@ -75,25 +76,23 @@ def report(settings: Settings, quick: bool) -> str:
   ]
   step_results = []
   for model, scalings, rounds in steps:
-    log(f"[1/6] train step: {model.title}")
+    log(f"[1/7] train step: {model.title}")
     optimizers = train_optimizers(model.mask(), scalings)
     step_results.append(measure_steps(model, optimizers, settings, rounds))
-  log("[2/6] update alone")
+  log("[2/7] update alone")
   update_tables = []
   for model in models:
     log(f"  {model.title}")
     update_tables.append(measure_update(model, settings, verdicts))
-  log("[3/6] trace and compile")
+  log("[3/7] trace and compile")
   compile_table = measure_compile(settings, verdicts)
-  log("[4/6] optimizer state")
+  log("[4/7] optimizer state")
   state_table = state_section(models[1], verdicts)
-  log("[5/6] peak memory")
+  log("[5/7] peak memory")
   step_tables = [step_section(result, verdicts) for result in step_results]
   memory_tables = [memory_section(result, verdicts) for result in step_results]
-  log(f"[6/6] decay toward a reference: {models[0].title}")
-  reference = reference_section(
-    measure_reference(models[0], settings, settings.step_rounds), verdicts
-  )
+  reference = reference_part(models[0], settings, verdicts, "[6/7] ")
+  rates = rates_part(models[0], model_of_record, settings, verdicts, "[7/7] ")
   minutes = (time.perf_counter() - started) / 60
 
   sections = [
@@ -158,20 +157,54 @@ def report(settings: Settings, quick: bool) -> str:
     "`add_decayed_weights` + `adam`, that of `layer_adamw` is `adamw`.",
     *memory_tables,
     *reference,
+    *rates,
   ]
   return "\n\n".join(sections) + "\n"
 
 
-def reference_report(settings: Settings, quick: bool) -> str:
-  """Section 6 alone, decay toward a reference, with the machine and its budgets."""
+def reference_part(
+  model: Model, settings: Settings, verdicts: Verdicts, step: str = ""
+) -> list[str]:
+  """Section 6, decay toward a reference, measured on ``model`` (the MLP)."""
+  log(f"{step}decay toward a reference: {model.title}")
+  return reference_section(measure_reference(model, settings, settings.step_rounds), verdicts)
+
+
+def rates_part(
+  model: Model, transformer_model: Model, settings: Settings, verdicts: Verdicts, step: str = ""
+) -> list[str]:
+  """Section 7, per-layer learning rates, measured on the MLP and on the Transformer."""
+  results = []
+  for each, base, rounds in [
+    (model, mlp_base(settings), settings.step_rounds),
+    (transformer_model, transformer_base(settings), settings.transformer_rounds),
+  ]:
+    log(f"{step}per-layer learning rates: {each.title}")
+    results.append(measure_rates(each, base, settings, rounds))
+  return rates_section(results, verdicts)
+
+
+ALONE = {
+  "reference": "decay toward a reference (section 6)",
+  "learning_rate": "per-layer learning rates (section 7)",
+}
+"""The sections that ``--only`` runs alone, by the name it takes."""
+
+
+def section_report(only: str, settings: Settings, quick: bool) -> str:
+  """One section alone (a key of :data:`ALONE`), with the machine and its budgets."""
   load_before = load()
   verdicts = Verdicts(jax.default_backend())
   started = time.perf_counter()
   model = mlp(settings.mlp_width, settings.mlp_depth, settings.batch)
-  log(f"decay toward a reference: {model.title}")
-  reference = reference_section(measure_reference(model, settings, settings.step_rounds), verdicts)
+  if only == "reference":
+    section = reference_part(model, settings, verdicts)
+  elif only == "learning_rate":
+    section = rates_part(model, transformer(settings.transformer), settings, verdicts)
+  else:
+    raise ValueError(f"no section {only!r} to run alone; one of {sorted(ALONE)}")
   minutes = (time.perf_counter() - started) / 60
-  command = COMMAND + (" --quick" if quick else "") + " --only reference"
+  command = COMMAND + (" --quick" if quick else "") + f" --only {only}"
   sections = [
     "# Performance",
     made_by(command, minutes, settings, quick),
@@ -180,6 +213,6 @@ def reference_report(settings: Settings, quick: bool) -> str:
     "## Budgets",
     "The budgets this section is checked against, from the SPEC.",
     verdicts.summary(measured_only=True),
-    *reference,
+    *section,
   ]
   return "\n\n".join(sections) + "\n"

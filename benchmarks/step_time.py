@@ -1,7 +1,8 @@
 """What ``layer_l2`` costs, measured beside what a user would use instead.
 
-Six measurements, each against ``optax.add_decayed_weights`` on the same mask
-(and plain ``optax.adam`` where it makes sense):
+Seven measurements, each beside what a user would run instead:
+``optax.add_decayed_weights`` on the same mask (and plain ``optax.adam`` where
+it makes sense) or, for per-layer learning rates, the same step without them:
 
 1. the time of a jitted, donated train step on a ~100M-parameter MLP, on a
    1,000-leaf model and on a 21M-parameter decoder-only Transformer, and
@@ -14,7 +15,10 @@ Six measurements, each against ``optax.add_decayed_weights`` on the same mask
 4. the bytes of optimizer state;
 5. the peak memory XLA plans for the jitted step;
 6. a decay toward a reference (``reference="init"``): the time of the train
-   step on the MLP, and the bytes of the reference it keeps in its state.
+   step on the MLP, and the bytes of the reference it keeps in its state;
+7. per-layer learning rates (``layer_lr``): the time of the train step on the
+   MLP and the Transformer with and without them, and what they add to the
+   lowered program (one multiply per leaf whose factor is not 1).
 
 Times are medians over rounds in which every program runs once, in an order
 that rotates from round to round; a ratio is the median of the ratios taken
@@ -25,10 +29,11 @@ progress goes to stderr.
 
 Usage, from the repository root::
 
-  python -m benchmarks.step_time            # the full run: 15-40 minutes on 2 CPU cores, by load
+  python -m benchmarks.step_time            # the full run: 20-45 minutes on 2 CPU cores, by load
   python -m benchmarks.step_time --quick    # a smoke run on small models, under a minute
   python -m benchmarks.step_time --quick --output perf.md  # write the report there
   python -m benchmarks.step_time --only reference  # section 6 alone: 5-10 minutes; writes no file
+  python -m benchmarks.step_time --only learning_rate  # section 7 alone: 5-10 min; no file
 """
 
 import argparse
@@ -36,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.progress import log
-from benchmarks.report import reference_report, report
+from benchmarks.report import ALONE, report, section_report
 from benchmarks.settings import FULL, QUICK
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -50,10 +55,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   )
   parser.add_argument(
     "--only",
-    choices=["reference"],
+    choices=list(ALONE),
     default=None,
-    help="run one section alone: 'reference', decay toward a reference (section 6); "
-    "writes no file by default",
+    help="run one section alone, writing no file by default: "
+    + "; ".join(f"'{name}', {what}" for name, what in ALONE.items()),
   )
   parser.add_argument(
     "--output",
@@ -63,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   )
   args = parser.parse_args(argv)
   settings = QUICK if args.quick else FULL
-  text = reference_report(settings, args.quick) if args.only else report(settings, args.quick)
+  if args.only:
+    text = section_report(args.only, settings, args.quick)
+  else:
+    text = report(settings, args.quick)
   print(text, end="")
   whole = not (args.quick or args.only)
   output = args.output if args.output is not None else DEFAULT_OUTPUT if whole else None

@@ -7,6 +7,8 @@ script's smoke run and its table; the state it keeps, and with
 lowers, on any backend, and compiles, on the CPU, is the one
 ``optax.add_decayed_weights`` gives, with other constants, and toward a
 reference that one with one more array read and subtracted per decayed leaf;
+that a step with per-layer learning rates is the step without them and one
+multiply per leaf whose factor is not 1;
 that the program comparison sees through names, order and metadata but not
 through a change of operation; and that its Python work is done once per
 trace, not per step.
@@ -48,8 +50,9 @@ SECTIONS = [
   "## 4. Optimizer state",
   "## 5. Peak memory",
   "## 6. Decay toward a reference",
+  "## 7. Per-layer learning rates",
 ]
-BUDGET_ROWS = 16
+BUDGET_ROWS = 18
 ON_CPU = jax.default_backend() == "cpu"
 
 
@@ -82,22 +85,26 @@ def _tables(text):
   return tables
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-  output = tmp_path_factory.mktemp("bench") / "nested" / "performance.md"
-  result = subprocess.run(
-    [sys.executable, "-m", "benchmarks.step_time", "--quick", "--output", str(output)],
+def _step_time(*args, cwd, timeout=600):
+  """``python -m benchmarks.step_time --quick *args`` run in ``cwd``, the repository importable."""
+  return subprocess.run(
+    [sys.executable, "-m", "benchmarks.step_time", "--quick", *args],
     capture_output=True,
     text=True,
-    timeout=900,
+    timeout=timeout,
     check=False,
-    cwd=output.parents[1],
+    cwd=cwd,
     env={
       **os.environ,
       "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     },
   )
-  return result, output
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+  output = tmp_path_factory.mktemp("bench") / "nested" / "performance.md"
+  return _step_time("--output", str(output), cwd=output.parents[1], timeout=900), output
 
 
 @pytest.mark.slow
@@ -115,18 +122,19 @@ def test_quick_run_has_every_section_in_order(quick_run):
   top = [h for h in headings if not h.startswith("###")]
   assert top == SECTIONS
   # Sections 1, 2 and 5 have one table per model: the MLP and the many-leaf one;
-  # sections 1 and 5 one for the Transformer too.
-  assert sum(h.startswith("### MLP") for h in headings) == 3
+  # sections 1, 5 and 7 one for the Transformer, and section 7 one for the MLP.
+  assert sum(h.startswith("### MLP") for h in headings) == 4
   assert sum("regression heads" in h for h in headings) == 3
-  assert sum(h.startswith("### Transformer") for h in headings) == 2
+  assert sum(h.startswith("### Transformer") for h in headings) == 3
 
 
 @pytest.mark.slow
 def test_quick_run_tables_are_well_formed(quick_run):
   result, _ = quick_run
   tables = _tables(result.stdout)
-  # machine, budgets, 3 x step, 2 x update, compile, state, 3 x memory, reference step and state
-  assert len(tables) == 14
+  # machine, budgets, 3 x step, 2 x update, compile, state, 3 x memory, reference step and
+  # state, 2 x learning-rate step
+  assert len(tables) == 16
   for rows in tables:
     assert len(rows) >= 3
     assert {len(row) for row in rows} == {len(rows[0])}
@@ -147,7 +155,7 @@ def test_quick_run_names_each_budget_with_a_verdict(quick_run):
   # The budgets that need no clock hold in any run; a compiled program that
   # differs is a miss on the CPU only.
   exact = {row[0]: row for row in rows if re.search("state|Peak memory|Lowered|Compiled", row[0])}
-  assert len(exact) == 7
+  assert len(exact) == 8
   for what, row in exact.items():
     if what.startswith("Compiled") and not ON_CPU:
       assert not row[3].startswith("MISS"), row
@@ -186,7 +194,7 @@ TOWARD_INIT = [f'`layer_l2("{s}", reference="init")` + `adam`' for s in ("none",
 
 def _reference_tables(report):
   """The step table and the state table of section 6, each as rows by their first cell."""
-  section = report.split("## 6. Decay toward a reference", 1)[1]
+  section = report.split("## 6. Decay toward a reference", 1)[1].split("\n## ", 1)[0]
   steps, state = _tables(section)
   return {row[0]: row for row in steps[2:]}, {row[0]: row for row in state[2:]}
 
@@ -236,18 +244,7 @@ def test_quick_run_state_toward_a_reference_is_the_decayed_leaves(quick_run):
 @pytest.mark.slow
 def test_only_reference_runs_section_6_alone_and_writes_no_file(tmp_path):
   written = (ROOT / "docs" / "performance.md").stat().st_mtime_ns
-  result = subprocess.run(
-    [sys.executable, "-m", "benchmarks.step_time", "--quick", "--only", "reference"],
-    capture_output=True,
-    text=True,
-    timeout=600,
-    check=False,
-    cwd=tmp_path,
-    env={
-      **os.environ,
-      "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    },
-  )
+  result = _step_time("--only", "reference", cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   headings = [line for line in result.stdout.splitlines() if line.startswith("#")]
   assert headings == ["# Performance", "## Machine", "## Budgets", "## 6. Decay toward a reference"]
@@ -258,6 +255,98 @@ def test_only_reference_runs_section_6_alone_and_writes_no_file(tmp_path):
   assert all(row[1] != "not measured" for row in budgets)
   assert list(tmp_path.iterdir()) == []
   assert (ROOT / "docs" / "performance.md").stat().st_mtime_ns == written
+
+
+ADAM_RATES = '`scale_by_adam` + `layer_lr("inv_fan_in")` + `scale_by_learning_rate`'
+LAYER_ADAMW_NONE = '`layer_adamw("none")`'
+LAYER_ADAMW_RATES = '`layer_adamw("none", lr_scaling="inv_fan_in")`'
+LAYER_ADAMW_ONES = '`layer_adamw("none", lr_scaling="none")`, every factor 1 (A/A control)'
+
+
+@pytest.fixture(scope="module")
+def rates_run(tmp_path_factory):
+  """``--quick --only learning_rate``, run where nothing else is, and what it left there."""
+  cwd = tmp_path_factory.mktemp("rates")
+  written = (ROOT / "docs" / "performance.md").stat().st_mtime_ns
+  result = _step_time("--only", "learning_rate", cwd=cwd)
+  left = list(cwd.iterdir())
+  return result, left, (ROOT / "docs" / "performance.md").stat().st_mtime_ns == written
+
+
+def _rate_tables(report):
+  """Section 7's sentence on the factors and its step table, by model, rows by first cell."""
+  section = report.split("## 7. Per-layer learning rates", 1)[1]
+  found = {}
+  for part in section.split("\n### ")[1:]:
+    model = "MLP" if part.startswith("MLP") else "Transformer"
+    (table,) = _tables(part)
+    found[model] = part.split("\n\n")[1], {row[0]: row for row in table[2:]}
+  return found
+
+
+@pytest.mark.slow
+def test_only_learning_rate_runs_section_7_alone_and_writes_no_file(rates_run):
+  result, left, docs_untouched = rates_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  headings = [line for line in result.stdout.splitlines() if line.startswith("#")]
+  assert headings[:4] == [
+    "# Performance",
+    "## Machine",
+    "## Budgets",
+    "## 7. Per-layer learning rates",
+  ]
+  assert [h.split(",")[0] for h in headings[4:]] == ["### MLP", "### Transformer"]
+  assert "`python -m benchmarks.step_time --quick --only learning_rate`" in result.stdout
+  budgets = _tables(result.stdout.split("## Budgets", 1)[1])[0][2:]
+  # Only the two budgets this section measures, on 3 rows of each of 2 models.
+  assert [row[0].split(" /")[0].split(":")[0] for row in budgets] == [
+    "Train step with `layer_lr`",
+    "Lowered train step with `layer_lr`",
+  ]
+  assert re.fullmatch(r"\d\.\d{3} \(worst of 6\)", budgets[0][1])
+  assert re.fullmatch(r"(PASS|MISS) \(\d/6 pass(; every miss within noise)?\)", budgets[0][3])
+  assert budgets[1][1:] == ["1 (worst of 6)", "== 1", "PASS (6/6 pass)"]
+  assert left == []
+  assert docs_untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["quick_run", "rates_run"])
+@pytest.mark.parametrize(
+  "model, factors, scaled",
+  [
+    # The quick MLP's input has the width too: both kernels' fan-in halves.
+    ("MLP", "selects 2 leaves of 4: 2 at r = 0.5.", 2),
+    # Of the Transformer's 9 kernels and embeddings, the embeddings' fan-in (vocabulary,
+    # context) is the base's: factor 1, no multiply.
+    ("Transformer", "selects 9 leaves of 17: 7 at r = 0.5, 2 at r = 1.", 7),
+  ],
+)
+def test_quick_run_times_per_layer_learning_rates(request, run, model, factors, scaled):
+  result = request.getfixturevalue(run)[0]
+  assert result.returncode == 0, result.stderr[-3000:]
+  sentence, rows = _rate_tables(result.stdout)[model]
+  assert sentence.endswith(factors), sentence
+  assert list(rows) == ["`adam`", ADAM_RATES, LAYER_ADAMW_NONE, LAYER_ADAMW_RATES, LAYER_ADAMW_ONES]
+  for name in ("`adam`", LAYER_ADAMW_NONE):
+    assert rows[name][3:] == ["", "", "", ""]
+  # One multiply per leaf whose factor is not 1, and the constants that carry the factors.
+  one_multiply_each = (
+    rf"(\+\d+ broadcast, )?(\+\d+ constant, )?\+{scaled} multiply, for {scaled} scaled leaves"
+  )
+  for name, without in [
+    (ADAM_RATES, "`adam`"),
+    (LAYER_ADAMW_RATES, LAYER_ADAMW_NONE),
+    (LAYER_ADAMW_ONES, LAYER_ADAMW_NONE),
+  ]:
+    row = rows[name]
+    assert re.fullmatch(rf"{RATIO} \(vs {re.escape(without)}\)", row[3]), row
+    assert re.fullmatch(r"<= 1\.02 (PASS|MISS)", row[4]), row
+    if name != LAYER_ADAMW_ONES:
+      assert re.fullmatch(rf"{one_multiply_each} \(== 1 PASS\)", row[5]), row
+  # Every factor 1: not one operation more, lowered or compiled.
+  assert rows[LAYER_ADAMW_ONES][5] == "identical, no leaf scaled (== 1 PASS)"
+  assert rows[LAYER_ADAMW_ONES][6] == "identical"
 
 
 @pytest.mark.slow
@@ -405,6 +494,78 @@ def test_lowered_step_toward_a_reference_reads_and_subtracts_it_once_per_decayed
   assert bench.operations_beyond(texts["decayed"], texts[ours]) == {
     opcode: -count for opcode, count in expected.items()
   }
+
+
+def _narrow_base():
+  """The shapes of ``_params()`` with half the fan-in in its first two kernels, not in the others.
+
+  So ``inv_fan_in`` gives the first two kernels a factor of 0.5, and the other two 1.
+  """
+  base = jax.eval_shape(_params)
+  for i in (0, 1):
+    kernel = base[f"dense_{i}"]["kernel"]
+    base[f"dense_{i}"]["kernel"] = jax.ShapeDtypeStruct((8, kernel.shape[1]), kernel.dtype)
+  return base
+
+
+@functools.cache
+def _rate_texts(platform=None):
+  """The lowered steps of the optimizers of section 7, on ``_params()`` against the narrow base."""
+  optimizers = _benchmark_module("optimizers")
+  txs = {
+    **optimizers.rate_optimizers(_narrow_base()),
+    "base of the same shapes": optax.chain(
+      optax.scale_by_adam(),
+      ll2.layer_lr("inv_fan_in", base=jax.eval_shape(_params)),
+      optax.scale_by_learning_rate(1e-4),
+    ),
+  }
+  lowered_text = _benchmark_module("programs").lowered_text
+  return {name: lowered_text(_lowered_step(tx, _params(), platform)) for name, tx in txs.items()}
+
+
+def test_section_7_counts_the_factors_of_each_selected_leaf():
+  factors = _benchmark_module("learning_rate").Factors.of(_params(), _narrow_base())
+  assert factors.counts == {0.5: 2, 1.0: 2}  # the kernels; not the biases or the norm scale
+  assert (factors.selected, factors.scaled) == (4, 2)
+  assert factors.text() == "2 at r = 0.5, 2 at r = 1"
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_lowered_step_with_layer_lr_adds_one_multiply_per_scaled_leaf(platform):
+  """Two kernels of factor 0.5: two multiplies; kernels of factor 1 and biases: nothing."""
+  bench = _benchmark_module("learning_rate")
+  operations_beyond = _benchmark_module("programs").operations_beyond
+  texts = _rate_texts(platform)
+  for ours, theirs, scaled in [
+    (ADAM_RATES, "`adam`", 2),
+    (LAYER_ADAMW_RATES, LAYER_ADAMW_NONE, 2),
+    (LAYER_ADAMW_ONES, LAYER_ADAMW_NONE, 0),
+    ("base of the same shapes", "`adam`", 0),
+  ]:
+    assert bench.adds_one_multiply_per_scaled_leaf(texts[ours], texts[theirs], scaled)
+    extra = operations_beyond(texts[ours], texts[theirs])
+    assert extra.get("multiply", 0) == scaled
+    assert set(extra) <= {"broadcast", "constant", "multiply"}
+  assert bench.beyond_text(texts[LAYER_ADAMW_ONES], texts[LAYER_ADAMW_NONE]) == "identical"
+
+
+@pytest.mark.parametrize(
+  "ours, theirs, scaled",
+  [
+    (ADAM_RATES, "`adam`", 1),
+    (ADAM_RATES, "`adam`", 3),
+    (ADAM_RATES, "`adam`", 0),
+    (LAYER_ADAMW_ONES, LAYER_ADAMW_NONE, 2),
+    (LAYER_ADAMW_RATES, "`adam`", 2),
+    ("`adam`", ADAM_RATES, 2),
+  ],
+  ids=["too few", "too many", "none expected", "none made", "and a decay", "fewer"],
+)
+def test_program_check_of_layer_lr_sees_any_other_change(ours, theirs, scaled):
+  bench = _benchmark_module("learning_rate")
+  texts = _rate_texts()
+  assert not bench.adds_one_multiply_per_scaled_leaf(texts[ours], texts[theirs], scaled)
 
 
 def test_compiled_step_plans_the_memory_of_the_reference():
