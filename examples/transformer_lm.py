@@ -142,6 +142,21 @@ def batch_starts(num_tokens: int, length: int, batch_size: int, steps: int, seed
   return rng.integers(0, num_tokens - length + 1, size=(steps, batch_size), dtype=np.int32)
 
 
+def one_pass_starts(num_tokens: int, context: int, batch_size: int, seed: int) -> np.ndarray:
+  """``(steps, batch_size)`` window starts that predict every character once, shuffled.
+
+  Windows of ``context + 1`` tokens start every ``context`` tokens, so
+  consecutive windows share one end point and each token after the first is
+  a target exactly once; their order is shuffled by ``seed`` and the windows
+  that do not fill a last batch are left out. One pass over the text, the
+  regime of large-model training: no character is trained on twice.
+  """
+  starts = np.arange(0, num_tokens - context, context, dtype=np.int32)
+  steps = len(starts) // batch_size
+  order = np.random.default_rng(seed).permutation(len(starts))[: steps * batch_size]
+  return starts[order].reshape(steps, batch_size)
+
+
 def windows(tokens: jax.Array, starts: jax.Array, length: int) -> jax.Array:
   """The windows ``tokens[s : s + length]`` for every ``s`` in ``starts``."""
   return jnp.asarray(tokens)[starts[..., None] + jnp.arange(length)]

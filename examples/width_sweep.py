@@ -44,19 +44,37 @@ import matplotlib.ticker
 import numpy as np
 import optax
 from width_study.grid import MODES, UNREGULARISED, lambda_grid, make_optimizer
+from width_study.lattice import Lattice
 from width_study.optimum import optimum
-from width_study.plots import plot_curves, plot_optimal_lambda, plt, scaling_colours
+from width_study.plots import (
+  plot_curves,
+  plot_joint_optima,
+  plot_optimal_lambda,
+  plot_planes,
+  plt,
+  scaling_colours,
+)
+from width_study.recipes import RECIPES, make_recipe_optimizer
 from width_study.runs import (
   Row,
+  joint_rows,
   read_csv,
   regularised,
+  run_joint,
   run_rows,
   study_plan,
   unregularised,
   write_csv,
 )
-from width_study.settings import from_flags
-from width_study.tables import accuracy_table, best_loss_table, optimum_table, reuse_table
+from width_study.settings import study_from_flags
+from width_study.tables import (
+  accuracy_table,
+  best_loss_table,
+  joint_tables,
+  optimum_table,
+  reuse_table,
+)
+from width_study.transfer import transfers
 
 import optax_layer_l2 as ll2
 
@@ -126,6 +144,43 @@ class Config:
 
 QUICK = Config(widths=(32, 128), seeds=2, points=7, decades=3.0, steps=300)
 
+JOINT_RECIPES = ("adamw", "sqrt_fan_avg", "mup", "mup_sqrt_decay", "sqrt_lr")
+"""The recipes of the default joint study; ``--recipes`` takes any of ``RECIPES``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JointConfig:
+  """The settings of one joint study (``--study joint``); the defaults are the default study."""
+
+  widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+  recipes: tuple[str, ...] = JOINT_RECIPES
+  seeds: int = 3
+  steps: int = 1000
+  batch_size: int = 128
+  init: str = "glorot"
+  schedule: str = "cosine"  # of the learning rate: "cosine" (10% warm-up) or "constant"
+  # The base width's box of the lattice, in log10, 3 points a decade, around
+  # a pilot's optima (best rate 1e-2 at widths 32 and 256); the searches walk
+  # out of it where they need to.
+  rates: tuple[float, float] = (-3.0, -1.333)
+  lambdas: tuple[float, float] = (-1.667, 0.333)
+  per_decade: int = 3
+  max_moves: int = 4
+
+  def lattice(self) -> Lattice:
+    return Lattice(self.rates[0], self.lambdas[0], self.per_decade)
+
+
+JOINT_QUICK = JointConfig(
+  widths=(32, 128),
+  recipes=("adamw", "mup"),
+  seeds=2,
+  steps=300,
+  rates=(-2.333, -2.0),
+  lambdas=(-0.667, -0.333),
+  max_moves=1,
+)
+
 
 # --- data and model -------------------------------------------------------------------------
 
@@ -189,7 +244,7 @@ def batch_indices(key: jax.Array, n: int, steps: int, batch_size: int) -> jax.Ar
   return perms.reshape(epochs * per_epoch, batch_size)[:steps]
 
 
-def initial_params(width: int, cfg: Config, features: int, seeds: jax.Array) -> dict:
+def initial_params(width: int, cfg: Config | JointConfig, features: int, seeds: jax.Array) -> dict:
   """The initial weights for every seed, stacked on a leading axis."""
   model = MLP(width, init_name=cfg.init)
   dummy = jnp.zeros((1, features))
@@ -206,9 +261,21 @@ def make_row_program(width: int, scaling: str, mode: str, cfg: Config) -> Callab
   blurred by seed noise. The data are arguments, not constants folded into
   the program, which keeps compiling fast.
   """
-  model = MLP(width, init_name=cfg.init)
   base_width = cfg.base_width()
   base = None if base_width is None else param_shapes(base_width)
+  fit = make_fit(width, cfg.init)
+
+  def one_run(weight_decay, params, batches, data):
+    tx = make_optimizer(scaling, mode, weight_decay, cfg.learning_rate, base=base)
+    return fit(tx, params, batches, data)
+
+  over_seeds = jax.vmap(one_run, in_axes=(None, 0, 0, None))
+  return jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None, None)))
+
+
+def make_fit(width: int, init: str) -> Callable[..., dict]:
+  """``fit(tx, params, batches, data)``: one MLP trained with ``tx`` in a ``lax.scan``; metrics."""
+  model = MLP(width, init_name=init)
 
   def data_loss(params, xb, yb):
     logits = model.apply({"params": params}, xb)
@@ -219,9 +286,7 @@ def make_row_program(width: int, scaling: str, mode: str, cfg: Config) -> Callab
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
     return loss, (logits.argmax(-1) == ys).mean()
 
-  def one_run(weight_decay, params, batches, data):
-    tx = make_optimizer(scaling, mode, weight_decay, cfg.learning_rate, base=base)
-
+  def fit(tx, params, batches, data):
     def step(carry, batch):
       params, opt_state = carry
       grads = jax.grad(data_loss)(params, data["x"][batch], data["y"][batch])
@@ -241,8 +306,64 @@ def make_row_program(width: int, scaling: str, mode: str, cfg: Config) -> Callab
       metrics[f"ms_{layer}"] = jnp.mean(params[layer]["kernel"] ** 2)
     return metrics
 
-  over_seeds = jax.vmap(one_run, in_axes=(None, 0, 0, None))
-  return jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None, None)))
+  return fit
+
+
+RATE_SHAPES: dict[str, Callable[[int], optax.Schedule | None]] = {
+  "constant": lambda steps: None,
+  "cosine": lambda steps: optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 10), steps),
+}
+"""The learning rate's shape over ``steps``, multiplying the peak rate of each lattice point."""
+
+
+def make_joint_program(width: int, recipe: str, cfg: JointConfig) -> Callable[..., dict]:
+  """Points of the lattice as one program.
+
+  ``program(rates[P], lambdas[P], params[S, ...], batches[S, steps, batch], data)``
+  trains the ``P`` pairs ``(rates[k], lambdas[k])`` for every seed, the rate
+  the peak of ``cfg.schedule``, and returns metrics of shape ``(P, S)``.
+  """
+  base = param_shapes(min(cfg.widths))
+  fit = make_fit(width, cfg.init)
+  rate_shape = RATE_SHAPES[cfg.schedule](cfg.steps)
+
+  def one_run(rate, weight_decay, params, batches, data):
+    tx = make_recipe_optimizer(RECIPES[recipe], rate, weight_decay, base, rate_shape)
+    return fit(tx, params, batches, data)
+
+  over_seeds = jax.vmap(one_run, in_axes=(None, None, 0, 0, None))
+  return jax.jit(jax.vmap(over_seeds, in_axes=(0, 0, None, None, None)))
+
+
+def seed_batches(cfg: Config | JointConfig, n: int, seeds: jax.Array) -> jax.Array:
+  """``(seeds, steps, batch_size)`` example indices: each seed its own shuffles."""
+  return jax.jit(
+    jax.vmap(
+      lambda seed: batch_indices(jax.random.key(seed + 10_000), n, cfg.steps, cfg.batch_size)
+    )
+  )(seeds)
+
+
+def run_joint_study(cfg: JointConfig, data: dict[str, np.ndarray]) -> list[Row]:
+  """Trains a joint study (``width_study.runs.run_joint``), with a progress bar."""
+  device_data = {k: jnp.asarray(v) for k, v in data.items()}
+  seeds = jnp.arange(cfg.seeds)
+  n, features = data["x"].shape
+  batches = seed_batches(cfg, n, seeds)
+  params: dict[int, dict] = {}
+  programs: dict[tuple[int, str], Callable[..., dict]] = {}
+
+  def train_points(width: int, recipe: str, rates: np.ndarray, lambdas: np.ndarray) -> dict:
+    if width not in params:
+      params[width] = initial_params(width, cfg, features, seeds)
+    if (width, recipe) not in programs:
+      programs[width, recipe] = make_joint_program(width, recipe, cfg)
+    rates, lambdas = jnp.asarray(rates, jnp.float32), jnp.asarray(lambdas, jnp.float32)
+    return programs[width, recipe](rates, lambdas, params[width], batches, device_data)
+
+  lattice = cfg.lattice()
+  box = lattice.box(cfg.rates, cfg.lambdas)
+  return run_joint(cfg.widths, cfg.recipes, lattice, box, train_points, cfg.max_moves)
 
 
 def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:
@@ -250,11 +371,7 @@ def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:
   device_data = {k: jnp.asarray(v) for k, v in data.items()}
   seeds = jnp.arange(cfg.seeds)
   n, features = data["x"].shape
-  batches = jax.jit(
-    jax.vmap(
-      lambda seed: batch_indices(jax.random.key(seed + 10_000), n, cfg.steps, cfg.batch_size)
-    )
-  )(seeds)
+  batches = seed_batches(cfg, n, seeds)
   params: dict[int, dict] = {}
 
   def train_row(width: int, scaling: str, mode: str, lambdas: np.ndarray) -> dict:
@@ -464,8 +581,14 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
 # --- command line ---------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, bool]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument(
+    "--study",
+    choices=("joint", "lambda"),
+    help="joint (the default): learning rate and lambda tuned together (0.3); lambda: one "
+    "rate (0.2); with --replot, the study saved in --out",
+  )
   parser.add_argument(
     "--out", type=Path, default=Path("runs/width_sweep"), help="output folder (created)"
   )
@@ -475,16 +598,24 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     help="a small smoke-test study (a few minutes); other flags override it",
   )
   parser.add_argument("--widths", type=int, nargs="+")
-  parser.add_argument("--scalings", nargs="+", choices=list(ll2.SCALINGS))
-  parser.add_argument("--modes", nargs="+", choices=MODES)
   parser.add_argument("--seeds", type=int)
-  parser.add_argument("--points", type=int, help="lambda values per grid")
-  parser.add_argument("--decades", type=float, help="span of each lambda grid")
   parser.add_argument("--steps", type=int, help="Adam steps per run")
   parser.add_argument("--batch-size", type=int)
-  parser.add_argument("--learning-rate", type=float)
   parser.add_argument("--init", choices=sorted(INITS))
-  parser.add_argument(
+  joint = parser.add_argument_group("joint study")
+  joint.add_argument("--recipes", nargs="+", choices=list(RECIPES))
+  joint.add_argument("--schedule", choices=list(RATE_SHAPES), help="of the learning rate")
+  joint.add_argument("--rates", type=float, nargs=2, help="log10 range of the base box's rates")
+  joint.add_argument("--lambdas", type=float, nargs=2, help="log10 range of its lambdas")
+  joint.add_argument("--per-decade", type=int, help="lattice points a decade")
+  joint.add_argument("--max-moves", type=int, help="moves of each search beyond its start")
+  one = parser.add_argument_group("lambda study")
+  one.add_argument("--scalings", nargs="+", choices=list(ll2.SCALINGS))
+  one.add_argument("--modes", nargs="+", choices=MODES)
+  one.add_argument("--points", type=int, help="lambda values per grid")
+  one.add_argument("--decades", type=float, help="span of each lambda grid")
+  one.add_argument("--learning-rate", type=float)
+  one.add_argument(
     "--absolute",
     action="store_true",
     default=None,
@@ -496,8 +627,61 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     help="no training: redo the tables and plots from runs.csv and config.json in --out",
   )
   args = parser.parse_args(argv)
-  cfg = from_flags(QUICK if args.quick else Config(), args)
-  return cfg, args.out, args.replot
+  studies = {"joint": (JointConfig(), JOINT_QUICK), "lambda": (Config(), QUICK)}
+  return study_from_flags(parser, args, studies), args.out, args.replot
+
+
+def joint_summary(rows: Sequence[Row], cfg: JointConfig) -> str:
+  """The joint study's tables: tuned pairs, drift, transfer regret, quality, accuracy."""
+  grid = joint_rows(rows)
+  found = transfers(grid, cfg.lattice(), cfg.widths, cfg.recipes)
+  lines = [
+    f"MLP 40-w-w-10, {cfg.init} init, layer_adamw with a {cfg.schedule} learning rate"
+    f"{' (10% warm-up)' if cfg.schedule == 'cosine' else ''}, "
+    f"{cfg.steps} steps of batch {cfg.batch_size}, {cfg.seeds} seeds; learning rate and "
+    f"lambda on a lattice of {cfg.per_decade} points a decade, relative to the "
+    f"w={cfg.widths[0]} model (base=).",
+    "",
+  ]
+  summaries = {name: RECIPES[name].summary for name in cfg.recipes}
+  lines += joint_tables(found, cfg.widths, cfg.recipes, summaries)
+  lines += ["", "Test accuracy (%, mean over seeds) at each recipe's best point."]
+  header = f"{'recipe':<15} " + " ".join(f"{f'w={w}':>7}" for w in cfg.widths)
+  lines += [header, "-" * len(header)]
+  lattice = cfg.lattice()
+  for recipe in cfg.recipes:
+    cells = []
+    for w in cfg.widths:
+      row = grid[recipe, w]
+      points = [lattice.point(r, lam) for r, lam in zip(row.rates, row.lambdas, strict=True)]
+      k = points.index(found[recipe, w].optimum.best)
+      cells.append(f"{100 * row.metrics['test_acc'][k].mean():7.1f}")
+    lines.append(f"{recipe:<15} " + " ".join(cells))
+  return "\n".join(lines)
+
+
+def joint_figures(rows: Sequence[Row], cfg: JointConfig, out: Path) -> None:
+  """The joint study's figures: the loss planes and the tuned pairs against width."""
+  grid = joint_rows(rows)
+  found = transfers(grid, cfg.lattice(), cfg.widths, cfg.recipes)
+  plot_planes(
+    grid,
+    cfg.lattice(),
+    found,
+    cfg.widths,
+    cfg.recipes,
+    out / "planes.png",
+    title=f"MNIST-1D MLP: test loss over (learning rate, lambda), mean over {cfg.seeds} seeds",
+    span=0.2,
+  )
+  plot_joint_optima(
+    found,
+    cfg.widths,
+    cfg.recipes,
+    out / "joint_optima.png",
+    title=f"MNIST-1D MLP: tuned pair against width, and what reusing w={cfg.widths[0]}'s "
+    "costs (band: per-seed range)",
+  )
 
 
 def plot_all(rows: Sequence[Row], cfg: Config, out: Path) -> None:
@@ -537,20 +721,28 @@ def main(argv: Sequence[str] | None = None) -> None:
   cfg, out, replot = parse_args(argv)
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
+  joint = isinstance(cfg, JointConfig)
   config = dataclasses.asdict(cfg) | {
-    "grids": {f"{s}/{m}": cfg.grid(s, m).tolist() for s in cfg.scalings for m in cfg.modes},
+    "study": "joint" if joint else "lambda",
     "jax": jax.__version__,
     "optax": optax.__version__,
     "device": jax.devices()[0].device_kind,
   }
+  if not joint:
+    config["grids"] = {f"{s}/{m}": cfg.grid(s, m).tolist() for s in cfg.scalings for m in cfg.modes}
   if replot:
     rows = read_csv(out / "runs.csv")
   else:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    rows = run_study(cfg, load_mnist1d())
+    data = load_mnist1d()
+    rows = run_joint_study(cfg, data) if joint else run_study(cfg, data)
     write_csv(rows, out / "runs.csv", METRICS)  # before plotting: a plot failure loses nothing
-  plot_all(rows, cfg, out)
-  table = summary(rows, cfg)
+  if joint:
+    joint_figures(rows, cfg, out)
+    table = joint_summary(rows, cfg)
+  else:
+    plot_all(rows, cfg, out)
+    table = summary(rows, cfg)
   if replot:
     (out / "summary.txt").write_text(table + "\n")
     print(table)

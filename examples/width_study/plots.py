@@ -1,4 +1,4 @@
-"""Loss curves over lambda, and the optimal lambda against width."""
+"""Loss curves over lambda, the optimal lambda against width, and a joint study's planes."""
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -6,8 +6,10 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from width_study.lattice import Lattice
 from width_study.optimum import optimum
 from width_study.runs import Row, regularised, unregularised
+from width_study.transfer import JointGrid, Transfer, losses
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -130,6 +132,119 @@ def plot_optimal_lambda(
       ax.legend(fontsize=8)
   axes[0, 0].set_ylabel("lambda*")
   axes[1, 0].set_ylabel("lambda*(w) / lambda*(narrowest)")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+# --- joint studies ------------------------------------------------------------------------------
+
+
+def plot_planes(
+  grid: JointGrid,
+  lattice: Lattice,
+  found: dict[tuple[str, int], Transfer],
+  widths: Sequence[int],
+  recipes: Sequence[str],
+  path: Path,
+  title: str,
+  span: float = 0.3,
+  unit: str = "test loss",
+) -> None:
+  """Each recipe's loss over the (learning rate, lambda) plane: a row a recipe, a column a width.
+
+  A cell is a trained lattice point, coloured by its seed-mean loss minus the
+  best loss of any recipe at that width (``span`` and above: the lightest).
+  Star: the base width's tuned pair, reused at every width; circle: the
+  recipe's own best point at that width; cross: its refined optimum.
+  """
+  base = found[recipes[0], widths[0]].optimum.best
+  fig, axes = plt.subplots(
+    len(recipes),
+    len(widths),
+    figsize=(3.3 * len(widths) + 1.2, 2.9 * len(recipes) + 0.8),
+    squeeze=False,
+    sharex=True,
+    sharey=True,
+  )
+  step = 1 / lattice.per_decade
+  image = None
+  for c, width in enumerate(widths):
+    best_any = min(found[r, width].optimum.best_loss for r in recipes)
+    for r, recipe in enumerate(recipes):
+      ax = axes[r, c]
+      values = {p: float(v.mean()) for p, v in losses(grid[recipe, width], lattice).items()}
+      points = np.array(list(values))
+      i0, j0 = points.min(axis=0)
+      i1, j1 = points.max(axis=0)
+      cells = np.full((j1 - j0 + 1, i1 - i0 + 1), np.nan)
+      for (i, j), v in values.items():
+        cells[j - j0, i - i0] = v - best_any
+      x = lattice.rate_at + (np.arange(i0, i1 + 2) - 0.5) * step
+      y = lattice.lambda_at + (np.arange(j0, j1 + 2) - 0.5) * step
+      image = ax.pcolormesh(
+        x, y, np.ma.masked_invalid(cells), cmap="viridis", vmin=0.0, vmax=span, shading="flat"
+      )
+      for (i, j), v in values.items():
+        log_rate, log_lambda = (np.log10(value) for value in lattice.pair((i, j)))
+        gap = v - best_any
+        colour = "w" if gap < 0.6 * span else "k"
+        ax.text(
+          log_rate, log_lambda, f"{gap:.2f}", ha="center", va="center", fontsize=6, color=colour
+        )
+      o = found[recipe, width].optimum
+      ax.plot(*np.log10(lattice.pair(base)), marker="*", ms=13, mfc="none", mec="red", mew=1.5)
+      ax.plot(*np.log10(lattice.pair(o.best)), marker="o", ms=11, mfc="none", mec="orange", mew=1.5)
+      ax.plot(o.log_rate, o.log_lambda, marker="x", ms=7, color="orange")
+      ax.grid(alpha=0.2)
+      if r == 0:
+        ax.set_title(f"w={width}")
+      if c == 0:
+        ax.set_ylabel(f"{recipe}\nlog10 lambda")
+      if r == len(recipes) - 1:
+        ax.set_xlabel("log10 learning rate")
+  if image is not None:
+    fig.colorbar(image, ax=axes, shrink=0.6, label=f"{unit} minus the best at that width")
+  fig.suptitle(
+    title + "\nstar: the base width's tuned pair; circle: the best point; x: refined optimum"
+  )
+  fig.savefig(path, dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+
+def plot_joint_optima(
+  found: dict[tuple[str, int], Transfer],
+  widths: Sequence[int],
+  recipes: Sequence[str],
+  path: Path,
+  title: str,
+  unit: str = "test loss",
+) -> None:
+  """The tuned learning rate, the tuned lambda and the transfer regret against width."""
+  colours = scaling_colours(recipes)
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+  for recipe in recipes:
+    rows = [found[recipe, w] for w in widths]
+    style = {"color": colours[recipe], "label": recipe}
+    axes[0].plot(widths, [10**t.optimum.log_rate for t in rows], "o-", **style)
+    axes[1].plot(widths, [10**t.optimum.log_lambda for t in rows], "o-", **style)
+    axes[2].plot(widths, [t.regret for t in rows], "o-", **style)
+    lo = [t.regret_range[0] for t in rows]
+    hi = [t.regret_range[1] for t in rows]
+    axes[2].fill_between(widths, lo, hi, color=colours[recipe], alpha=0.12, lw=0)
+  for ax, label in zip(
+    axes, ("tuned learning rate", "tuned lambda", f"transfer regret ({unit})"), strict=True
+  ):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.set_xlabel("width")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3, which="both")
+  axes[0].set_yscale("log")
+  axes[1].set_yscale("log")
+  axes[2].axhline(0.0, color="k", lw=0.8)
+  axes[0].legend(fontsize=8)
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

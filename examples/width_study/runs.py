@@ -1,4 +1,4 @@
-"""A grid row's results, the driver that trains every row, and ``runs.csv``."""
+"""A grid row's results, the drivers that train every row, and ``runs.csv``."""
 
 import csv
 import dataclasses
@@ -12,11 +12,20 @@ import numpy as np
 from tqdm import tqdm
 
 from width_study.grid import UNREGULARISED
+from width_study.lattice import Lattice, Point, Search, best_point, search, window
+
+JOINT = "joint"
+"""The ``mode`` of a joint study's rows, whose ``scaling`` is a recipe's name."""
 
 
 @dataclasses.dataclass
 class Row:
-  """The results of one grid row: metrics of shape ``(len(lambdas), seeds)``."""
+  """The results of one grid row: metrics of shape ``(len(lambdas), seeds)``.
+
+  In a joint study each grid point is a ``(learning rate, lambda)`` pair:
+  ``rates`` holds the learning rates beside ``lambdas``; ``None`` elsewhere
+  (one learning rate for the whole study).
+  """
 
   width: int
   scaling: str
@@ -25,6 +34,7 @@ class Row:
   metrics: dict[str, np.ndarray]
   seconds: float = 0.0  # wall time, compiling included
   cpu_seconds: float = 0.0  # processor time of this process, all threads
+  rates: np.ndarray | None = None
 
 
 Plan = Sequence[tuple[int, str, str, np.ndarray]]
@@ -74,20 +84,82 @@ def run_rows(
   return rows
 
 
+def run_joint(
+  widths: Sequence[int],
+  recipes: Sequence[str],
+  lattice: Lattice,
+  base_box: Sequence[Point],
+  train_points: Callable[[int, str, np.ndarray, np.ndarray], dict],
+  max_moves: int,
+) -> list[Row]:
+  """Trains a joint study: the base width once, then every recipe at every wider width.
+
+  At the base (the narrowest width) every recipe is plain AdamW, so its
+  lattice is searched once, from ``base_box``, and serves every recipe. At
+  each wider width each recipe starts from the 3 x 3 window around the
+  base's best pair and walks toward lower loss (:func:`width_study.lattice.search`)
+  for at most ``max_moves`` moves. ``train_points(width, recipe, rates,
+  lambdas)`` trains the pairs ``(rates[k], lambdas[k])`` and returns each
+  metric with shape ``(len(rates), seeds)``.
+  """
+  base_width, *wider = widths
+  rows = []
+  bar = tqdm(total=len(widths) * len(recipes), desc="recipes x widths", file=sys.stderr)
+
+  def train(width: int, recipe: str) -> Callable:
+    def on(points: Sequence[Point]) -> dict:
+      bar.set_postfix_str(f"d={width} {recipe}: {len(points)} points")
+      pairs = np.array([lattice.pair(p) for p in points])
+      out = train_points(width, recipe, pairs[:, 0], pairs[:, 1])
+      return {k: np.asarray(v, np.float64) for k, v in jax.device_get(out).items()}
+
+    return on
+
+  def rows_of(width: int, recipe: str, found: Search, seconds: float, cpu: float) -> Row:
+    points = sorted(found.results)
+    pairs = np.array([lattice.pair(p) for p in points])
+    names = found.results[points[0]]
+    metrics = {name: np.stack([found.results[p][name] for p in points]) for name in names}
+    return Row(width, recipe, JOINT, pairs[:, 1], metrics, seconds, cpu, rates=pairs[:, 0])
+
+  start, cpu_start = time.perf_counter(), time.process_time()
+  base = search(train(base_width, recipes[0]), base_box, max_moves)
+  seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+  for recipe in recipes:
+    rows.append(rows_of(base_width, recipe, base, seconds, cpu))
+    bar.update()
+  tuned = best_point(base.results)
+  for width in wider:
+    for recipe in recipes:
+      start, cpu_start = time.perf_counter(), time.process_time()
+      found = search(train(width, recipe), window(tuned), max_moves)
+      seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+      rows.append(rows_of(width, recipe, found, seconds, cpu))
+      bar.update()
+  bar.close()
+  return rows
+
+
 KEYS = ("width", "scaling", "mode", "lambda", "seed")
+RATE = "learning_rate"
+"""The column of a joint study's learning rates in ``runs.csv``, after ``lambda``."""
 
 
 def write_csv(rows: Sequence[Row], path: Path, metrics: Sequence[str]) -> None:
   """One line per trained network: its grid cell, seed and ``metrics``."""
+  joint = any(row.rates is not None for row in rows)
   with path.open("w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow([*KEYS, *metrics])
+    writer.writerow([*KEYS[:4], *([RATE] if joint else []), KEYS[4], *metrics])
     for row in rows:
       for i, lam in enumerate(row.lambdas):
+        rate = [] if not joint else [""] if row.rates is None else [f"{row.rates[i]:.6g}"]
         for seed in range(row.metrics[metrics[0]].shape[1]):
           values = [row.metrics[name][i, seed] for name in metrics]
+          # 9 digits restore a float32 exactly: `--replot` finds the same best points.
           writer.writerow(
-            [row.width, row.scaling, row.mode, f"{lam:.6g}", seed] + [f"{v:.6g}" for v in values]
+            [row.width, row.scaling, row.mode, f"{lam:.6g}", *rate, seed]
+            + [f"{v:.9g}" for v in values]
           )
 
 
@@ -100,16 +172,28 @@ def read_csv(path: Path) -> list[Row]:
     groups.setdefault((int(line["width"]), line["scaling"], line["mode"]), []).append(line)
   rows = []
   for (width, scaling, mode), group in groups.items():
-    lambdas = sorted({float(line["lambda"]) for line in group})
+    joint = bool(group[0].get(RATE))
+
+    def pair(line: dict[str, str], joint: bool = joint) -> tuple[float, float]:
+      return (float(line[RATE]) if joint else 0.0, float(line["lambda"]))
+
+    pairs = sorted({pair(line) for line in group})
     seeds = sorted({int(line["seed"]) for line in group})
-    names = [c for c in group[0] if c not in KEYS]
-    metrics = {name: np.full((len(lambdas), len(seeds)), np.nan) for name in names}
+    names = [c for c in group[0] if c not in (*KEYS, RATE)]
+    metrics = {name: np.full((len(pairs), len(seeds)), np.nan) for name in names}
     for line in group:
-      i, j = lambdas.index(float(line["lambda"])), seeds.index(int(line["seed"]))
+      i, j = pairs.index(pair(line)), seeds.index(int(line["seed"]))
       for name in names:
         metrics[name][i, j] = float(line[name])
-    rows.append(Row(width, scaling, mode, np.array(lambdas), metrics))
+    rates = np.array([rate for rate, _ in pairs]) if joint else None
+    lambdas = np.array([lam for _, lam in pairs])
+    rows.append(Row(width, scaling, mode, lambdas, metrics, rates=rates))
   return rows
+
+
+def joint_rows(rows: Sequence[Row]) -> dict[tuple[str, int], Row]:
+  """A joint study's rows, by ``(recipe, width)``."""
+  return {(r.scaling, r.width): r for r in rows if r.mode == JOINT}
 
 
 def regularised(rows: Sequence[Row]) -> dict[tuple[str, str, int], Row]:

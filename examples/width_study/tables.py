@@ -10,6 +10,7 @@ import numpy as np
 
 from width_study.optimum import optimum, transfer_cost
 from width_study.runs import Row
+from width_study.transfer import Transfer
 
 Grid = dict[tuple[str, str, int], Row]
 
@@ -132,4 +133,86 @@ def accuracy_table(
         o = optimum(grid[scaling, mode, w])
         cells.append(f"{100 * o.acc_at_optimum:.1f}/{100 * o.best_acc:.1f}".rjust(11))
       lines.append(f"{scaling:<12} {mode:<13} " + " ".join(cells))
+  return lines
+
+
+# --- joint studies: the learning rate and lambda tuned together -------------------------------
+
+
+def joint_tables(
+  found: dict[tuple[str, int], Transfer],
+  widths: Sequence[int],
+  recipes: Sequence[str],
+  summaries: dict[str, str],
+  unit: str = "test loss",
+) -> list[str]:
+  """The tuned pair, its drift, the transfer regret and the quality of every recipe."""
+  lines = ["Recipes (each relative to the base width, where every one is plain AdamW):"]
+  lines += [f"  {name:<15} {summaries[name]}" for name in recipes]
+  lines += [
+    "",
+    "Tuned pair: learning rate / lambda of the lowest seed-mean "
+    + unit
+    + ", refined by a quadratic",
+    "through the 3 x 3 lattice points around it ('~': not refined, the best lattice point).",
+    f"drift: decades moved from w={widths[0]} to w={widths[-1]}, learning rate / lambda; "
+    "[a, b]: the same between",
+    "the extreme per-seed optima.",
+  ]
+  cells = [f"w={w}" for w in widths]
+  header = f"{'recipe':<15} " + " ".join(c.rjust(15) for c in cells)
+  header += f" {'drift lr':>9} {'[a, b]':>13} {'drift lam':>9} {'[a, b]':>13}"
+  lines += [header, "-" * len(header)]
+  for recipe in recipes:
+    row = []
+    for w in widths:
+      o = found[recipe, w].optimum
+      mark = "" if o.refined else "~"
+      row.append(f"{mark}{10**o.log_rate:.2g} / {10**o.log_lambda:.2g}".rjust(15))
+    base, last = found[recipe, widths[0]].optimum, found[recipe, widths[-1]]
+    # Rounded, and + 0.0 so that a difference of -2e-16 prints as +0.00, not -0.00.
+    rate_range = (
+      round(last.optimum.seed_rates[0] - base.seed_rates[1], 2) + 0.0,
+      round(last.optimum.seed_rates[1] - base.seed_rates[0], 2) + 0.0,
+    )
+    lam_range = (
+      round(last.optimum.seed_lambdas[0] - base.seed_lambdas[1], 2) + 0.0,
+      round(last.optimum.seed_lambdas[1] - base.seed_lambdas[0], 2) + 0.0,
+    )
+    lines.append(
+      f"{recipe:<15} "
+      + " ".join(row)
+      + f" {last.drift_rate:+9.2f} {f'[{rate_range[0]:+.2f}, {rate_range[1]:+.2f}]':>13}"
+      + f" {last.drift_lambda:+9.2f} {f'[{lam_range[0]:+.2f}, {lam_range[1]:+.2f}]':>13}"
+    )
+  lines += [
+    "",
+    f"Transfer regret: {unit} at each width with the w={widths[0]} tuned pair, minus the best "
+    f"{unit}",
+    "any recipe reached at that width (seed means; [a, b]: the same difference seed by seed).",
+    "max: the worst over the wider widths.",
+  ]
+  header = f"{'recipe':<15} " + " ".join(f"{f'w={w}':>24}" for w in widths[1:]) + f" {'max':>8}"
+  lines += [header, "-" * len(header)]
+  for recipe in recipes:
+    row, worst = [], -np.inf
+    for w in widths[1:]:
+      t = found[recipe, w]
+      worst = max(worst, t.regret)
+      row.append(f"{t.regret:+.3f} [{t.regret_range[0]:+.3f}, {t.regret_range[1]:+.3f}]".rjust(24))
+    lines.append(f"{recipe:<15} " + " ".join(row) + f" {worst:+8.3f}")
+  lines += [
+    "",
+    f"Tuned quality: best {unit} of each recipe at each width, and its gap to the best recipe",
+    "there (0: this recipe is the best tuned there). max: the worst gap.",
+  ]
+  header = f"{'recipe':<15} " + " ".join(f"{f'w={w}':>16}" for w in widths) + f" {'max':>8}"
+  lines += [header, "-" * len(header)]
+  for recipe in recipes:
+    gaps = [found[recipe, w].quality for w in widths]
+    row = [
+      f"{found[recipe, w].optimum.best_loss:.3f} ({g:+.3f})".rjust(16)
+      for w, g in zip(widths, gaps, strict=True)
+    ]
+    lines.append(f"{recipe:<15} " + " ".join(row) + f" {max(gaps):+8.3f}")
   return lines

@@ -1,0 +1,404 @@
+"""The joint study's machinery, on synthetic inputs whose answers are known.
+
+The lattice of (learning rate, lambda) pairs, the search that walks it, the
+quadratic refinement of an optimum, the transfer measures and their table, and
+``runs.csv`` with its learning-rate column. The studies themselves run as smoke
+tests in ``test_width_sweep.py`` and ``test_transformer_width_study.py``.
+"""
+
+import csv
+import dataclasses
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("tqdm")
+
+
+def _width_study():
+  sys.path.insert(0, str(ROOT / "examples"))
+  try:
+    from width_study import lattice, runs, tables, transfer
+  finally:
+    sys.path.pop(0)
+  return lattice, runs, tables, transfer
+
+
+lattice, runs, tables, transfer = _width_study()
+
+# The default MLP study's lattice: 3 points a decade from a rate of 1e-3 and a lambda of 10**-1.667.
+LATTICE = lattice.Lattice(-3.0, -1.667, 3)
+
+
+# --- the lattice -------------------------------------------------------------------------------
+
+
+def test_pair_and_point_are_inverse() -> None:
+  assert LATTICE.pair((0, 0)) == (pytest.approx(1e-3), pytest.approx(10**-1.667))
+  assert LATTICE.pair((3, -3)) == (pytest.approx(1e-2), pytest.approx(10**-2.667))
+  assert LATTICE.pair((-2, 1)) == (
+    pytest.approx(10 ** (-3 - 2 / 3)),
+    pytest.approx(10 ** (-1.667 + 1 / 3)),
+  )
+  for point in itertools.product(range(-6, 7), repeat=2):
+    rate, lam = LATTICE.pair(point)
+    assert LATTICE.point(rate, lam) == point
+    # runs.csv keeps 6 significant digits: still the same point.
+    assert LATTICE.point(float(f"{rate:.6g}"), float(f"{lam:.6g}")) == point
+
+
+def test_box_covers_the_ranges() -> None:
+  # The default MLP study's box: rates 1e-3 .. 10**-1.333, lambdas 10**-1.667 .. 10**0.333.
+  box = LATTICE.box((-3.0, -1.333), (-1.667, 0.333))
+  assert box == [(i, j) for i in range(6) for j in range(7)]
+  logs = np.log10([LATTICE.pair(p) for p in box])
+  assert logs[:, 0].min() == pytest.approx(-3.0) and logs[:, 0].max() == pytest.approx(-4 / 3)
+  assert logs[:, 1].min() == pytest.approx(-1.667) and logs[:, 1].max() == pytest.approx(0.333)
+  # A box away from the lattice's origin, on another one.
+  other = lattice.Lattice(-2.0, -1.0, 2)
+  assert other.box((-1.0, 0.0), (-2.0, -1.0)) == [(i, j) for i in (2, 3, 4) for j in (-2, -1, 0)]
+
+
+def test_window_is_the_square_around_its_centre() -> None:
+  assert lattice.window((4, -2)) == [(i, j) for i in (3, 4, 5) for j in (-3, -2, -1)]
+  assert len(lattice.window((0, 0), radius=2)) == 25
+
+
+def test_best_point_takes_the_seed_mean_and_counts_nan_as_worst() -> None:
+  results = {
+    (0, 0): {"test_loss": np.array([1.0, 3.0])},  # mean 2.0
+    (0, 1): {"test_loss": np.array([0.5, 3.7])},  # mean 2.1, though its best seed is lowest
+    (1, 0): {"test_loss": np.array([np.nan, 0.1])},
+  }
+  assert lattice.best_point(results) == (0, 0)
+  results[0, 0] = {"test_loss": np.array([2.1, 2.1])}  # a tie: the lower point
+  assert lattice.best_point(results) == (0, 0)
+
+
+# --- the search --------------------------------------------------------------------------------
+
+MINIMUM = (5, -3)
+
+
+def _bowl(point: tuple[int, int]) -> float:
+  """A convex quadratic of the lattice indices, with a cross term, lowest at ``MINIMUM``."""
+  x, y = point[0] - MINIMUM[0], point[1] - MINIMUM[1]
+  return 1.0 + x * x + 2.0 * y * y + 0.5 * x * y
+
+
+def _trainer():
+  """A ``train`` callable over two seeds of ``_bowl`` and the list of points it trained."""
+  trained: list[tuple[int, int]] = []
+
+  def train(points):
+    trained.extend(points)
+    loss = np.array([_bowl(p) for p in points])
+    return {"test_loss": loss[:, None] + np.array([-0.1, 0.1]), "calls": np.ones((len(points), 2))}
+
+  return train, trained
+
+
+def test_search_walks_out_of_its_start_and_settles_at_the_minimum() -> None:
+  # The bowl's lowest lattice point, by brute force, is its vertex.
+  assert min(itertools.product(range(-20, 21), repeat=2), key=_bowl) == MINIMUM
+  train, trained = _trainer()
+  start = lattice.window((0, 0))  # far from the minimum
+  assert MINIMUM not in start
+  found = lattice.search(train, start, max_moves=20)
+  assert found.settled
+  assert lattice.best_point(found.results) == MINIMUM
+  assert all(p in found.results for p in lattice.window(MINIMUM))
+  # The start's best is (1, -1); a move shifts the best by at most one step a
+  # coordinate, so reaching i = 5 takes 4 moves, and completing its window one
+  # more: on this bowl the walk takes the fewest.
+  assert min(start, key=_bowl) == (1, -1)
+  assert found.moves == 5
+  # Every point trained once, each with its own losses over the seeds.
+  assert len(trained) == len(set(trained))
+  assert set(trained) == set(found.results) >= set(start)
+  for point, metrics in found.results.items():
+    np.testing.assert_allclose(metrics["test_loss"], _bowl(point) + np.array([-0.1, 0.1]))
+    np.testing.assert_array_equal(metrics["calls"], [1.0, 1.0])
+
+
+def test_search_from_a_box_around_the_minimum_needs_no_move() -> None:
+  train, trained = _trainer()
+  start = lattice.window(MINIMUM, radius=2)
+  found = lattice.search(train, [*start, *start[:3]], max_moves=4)  # repeats trained once
+  assert (found.settled, found.moves) == (True, 0)
+  assert sorted(trained) == sorted(start)
+  assert lattice.best_point(found.results) == MINIMUM
+
+
+def test_search_stops_unsettled_after_max_moves_and_resumes_from_its_results() -> None:
+  train, trained = _trainer()
+  found = lattice.search(train, lattice.window((0, 0)), max_moves=2)
+  assert (found.settled, found.moves) == (False, 2)
+  best = lattice.best_point(found.results)
+  assert best != MINIMUM
+  assert best[0] <= 1 + 2  # at most one step a move from the start's best, (1, -1)
+  assert len(trained) == len(set(trained)) == len(found.results)
+  # Given those results, a second search trains none of them again.
+  before = len(trained)
+  again = lattice.search(train, lattice.window(best), max_moves=20, results=found.results)
+  assert again.settled
+  assert lattice.best_point(again.results) == MINIMUM
+  assert not set(trained[before:]) & set(found.results)
+  assert len(trained) == len(set(trained)) == len(again.results)
+
+
+# --- the quadratic refinement ------------------------------------------------------------------
+
+OFFSETS = np.array([-1.0, 0.0, 1.0])
+
+
+def _block(f) -> np.ndarray:
+  """``f(x, y)`` at the 3 x 3 offsets: ``values[a, b] = f(a - 1, b - 1)``."""
+  x, y = np.meshgrid(OFFSETS, OFFSETS, indexing="ij")
+  return f(x, y)
+
+
+def test_quadratic_vertex_of_an_exact_quadratic() -> None:
+  vertex = lattice.quadratic_vertex(_block(lambda x, y: 1.0 + 2 * (x - 0.3) ** 2 + (y + 0.4) ** 2))
+  assert vertex == (pytest.approx(0.3, abs=1e-12), pytest.approx(-0.4, abs=1e-12))
+
+
+def test_quadratic_vertex_of_a_rotated_quadratic() -> None:
+  # 3 u^2 + v^2 in axes turned by 30 degrees, around (-0.25, 0.5): a cross term x y.
+  c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+
+  def f(x, y):
+    u, v = c * (x + 0.25) + s * (y - 0.5), -s * (x + 0.25) + c * (y - 0.5)
+    return 0.7 + 3 * u * u + v * v
+
+  assert f(1.0, 1.0) - f(1.0, 0.0) - f(0.0, 1.0) + f(0.0, 0.0) != pytest.approx(0.0)  # x y term
+  vertex = lattice.quadratic_vertex(_block(f))
+  assert vertex == (pytest.approx(-0.25, abs=1e-12), pytest.approx(0.5, abs=1e-12))
+
+
+def test_quadratic_vertex_is_clipped_to_the_block() -> None:
+  vertex = lattice.quadratic_vertex(_block(lambda x, y: (x - 2.5) ** 2 + (y + 0.2) ** 2))
+  assert vertex == (1.0, pytest.approx(-0.2, abs=1e-12))
+
+
+def test_quadratic_vertex_is_none_without_a_minimum() -> None:
+  assert lattice.quadratic_vertex(_block(lambda x, y: x * x - y * y)) is None  # saddle
+  assert lattice.quadratic_vertex(_block(lambda x, y: -(x * x) - y * y)) is None  # maximum
+  assert lattice.quadratic_vertex(_block(lambda x, y: x * x + 0.0 * y)) is None  # flat in y
+  bowl = _block(lambda x, y: x * x + y * y)
+  bowl[0, 2] = np.nan
+  assert lattice.quadratic_vertex(bowl) is None
+  bowl[0, 2] = np.inf
+  assert lattice.quadratic_vertex(bowl) is None
+  assert lattice.quadratic_vertex(np.ones((2, 3))) is None
+
+
+def _surface(i: float, j: float) -> float:
+  """An exact quadratic of the lattice indices, lowest at (4.4, 2.7), with a cross term."""
+  x, y = i - 4.4, j - 2.7
+  return 1.0 + x * x + 0.5 * y * y + 0.3 * x * y
+
+
+def test_refined_optimum_of_an_exact_quadratic_surface() -> None:
+  values = {(i, j): _surface(i, j) for i in range(9) for j in range(7)}
+  assert min(values, key=values.get) == (4, 3)
+  log_rate, log_lambda, best, ok = lattice.refined(LATTICE, values)
+  assert (best, ok) == ((4, 3), True)
+  assert log_rate == pytest.approx(-3.0 + 4.4 / 3, abs=1e-12)
+  assert log_lambda == pytest.approx(-1.667 + 2.7 / 3, abs=1e-12)
+  # A NaN far from the optimum changes nothing; a NaN next to it stops the refinement.
+  values[0, 0] = np.nan
+  assert lattice.refined(LATTICE, values)[:2] == (
+    pytest.approx(log_rate),
+    pytest.approx(log_lambda),
+  )
+  values[5, 2] = np.nan
+  log_rate, log_lambda, best, ok = lattice.refined(LATTICE, values)
+  assert (best, ok) == ((4, 3), False)
+  assert (log_rate, log_lambda) == (pytest.approx(-3.0 + 4 / 3), pytest.approx(-1.667 + 1.0))
+
+
+def test_refined_optimum_is_the_best_point_where_its_neighbourhood_is_not_trained() -> None:
+  values = {(i, j): _surface(i, j) for i in range(5) for j in range(7)}  # i = 5 untrained
+  log_rate, log_lambda, best, ok = lattice.refined(LATTICE, values)
+  assert (best, ok) == ((4, 3), False)
+  assert (log_rate, log_lambda) == (pytest.approx(-3.0 + 4 / 3), pytest.approx(-1.667 + 1.0))
+
+
+# --- the transfer measures and their table -----------------------------------------------------
+
+BASE, WIDE = 8, 16
+RECIPES = ("stays", "moves")
+BASE_POINT = (3, 2)  # the base width's optimum; "moves" finds its own one step up in rate, (4, 2)
+POINTS = [(i, j) for i in range(1, 6) for j in range(5)]
+
+
+def _joint_row(width, recipe, centre, depth, seed_offsets) -> "runs.Row":
+  """A joint row over ``POINTS``: ``depth + 0.1 |p - centre|^2`` plus an offset a seed."""
+  pairs = np.array([LATTICE.pair(p) for p in POINTS])
+  mean = np.array([depth + 0.1 * ((i - centre[0]) ** 2 + (j - centre[1]) ** 2) for i, j in POINTS])
+  loss = mean[:, None] + np.array(seed_offsets)
+  return runs.Row(width, recipe, runs.JOINT, pairs[:, 1], {"test_loss": loss}, rates=pairs[:, 0])
+
+
+def _found():
+  base = _joint_row(BASE, "stays", BASE_POINT, 2.0, (-0.01, 0.01))
+  rows = [
+    base,
+    runs.Row(BASE, "moves", runs.JOINT, base.lambdas, base.metrics, rates=base.rates),
+    _joint_row(WIDE, "stays", BASE_POINT, 1.0, (-0.01, 0.01)),
+    _joint_row(WIDE, "moves", (4, 2), 1.05, (-0.02, 0.02)),
+  ]
+  grid = runs.joint_rows(rows)
+  assert set(grid) == {(r, w) for r in RECIPES for w in (BASE, WIDE)}
+  return transfer.transfers(grid, LATTICE, (BASE, WIDE), RECIPES)
+
+
+def test_losses_are_keyed_by_lattice_point() -> None:
+  row = _joint_row(WIDE, "moves", (4, 2), 1.05, (-0.02, 0.02))
+  values = transfer.losses(row, LATTICE)
+  assert sorted(values) == POINTS
+  np.testing.assert_allclose(values[4, 2], [1.03, 1.07])
+  np.testing.assert_allclose(values[BASE_POINT], [1.13, 1.17])
+
+
+def test_transfers_measure_drift_regret_and_quality() -> None:
+  found = _found()
+  assert set(found) == {(r, w) for r in RECIPES for w in (BASE, WIDE)}
+  base_rate, base_lambda = -3.0 + 3 / 3, -1.667 + 2 / 3
+  for recipe in RECIPES:  # at the base, both recipes are the same row
+    t = found[recipe, BASE]
+    assert (t.optimum.best, t.optimum.refined) == (BASE_POINT, True)
+    assert t.optimum.log_rate == pytest.approx(base_rate, abs=1e-12)
+    assert t.optimum.log_lambda == pytest.approx(base_lambda, abs=1e-12)
+    assert t.optimum.best_loss == pytest.approx(2.0)
+    assert (t.drift_rate, t.drift_lambda, t.regret, t.own_regret, t.quality) == (0, 0, 0, 0, 0)
+    assert t.regret_range == (0.0, 0.0)
+
+  stays = found["stays", WIDE]
+  assert (stays.optimum.best, stays.optimum.refined) == (BASE_POINT, True)
+  assert stays.drift_rate == pytest.approx(0.0, abs=1e-12)
+  assert stays.drift_lambda == pytest.approx(0.0, abs=1e-12)
+  assert stays.reused_loss == pytest.approx(1.0)
+  # The best recipe at this width, and its tuned pair is the base's: no regret at all.
+  assert (stays.regret, stays.own_regret, stays.quality) == (0.0, 0.0, 0.0)
+  assert stays.regret_range == (0.0, 0.0)
+  assert stays.optimum.seed_rates == (pytest.approx(base_rate), pytest.approx(base_rate))
+
+  moves = found["moves", WIDE]
+  assert (moves.optimum.best, moves.optimum.refined) == ((4, 2), True)
+  assert moves.optimum.best_loss == pytest.approx(1.05)
+  assert moves.optimum.log_rate == pytest.approx(base_rate + 1 / 3, abs=1e-12)
+  assert moves.drift_rate == pytest.approx(1 / 3, abs=1e-12)  # one lattice step, in decades
+  assert moves.drift_lambda == pytest.approx(0.0, abs=1e-12)
+  # At the base pair: 1.05 + 0.1 (one step from its own optimum), against stays' best 1.0.
+  assert moves.reused_loss == pytest.approx(1.15)
+  assert moves.regret == pytest.approx(0.15)
+  # Seed by seed: (1.15 -+ 0.02) - (1.0 -+ 0.01).
+  assert moves.regret_range == (pytest.approx(0.14), pytest.approx(0.16))
+  assert moves.own_regret == pytest.approx(0.1)
+  assert moves.quality == pytest.approx(0.05)
+
+
+def _table(lines: list[str], title: str) -> dict[str, list[str]]:
+  """The rows of the table after the paragraph starting ``title``, split, by recipe."""
+  start = next(k for k, line in enumerate(lines) if line.startswith(title))
+  header = next(k for k in range(start, len(lines)) if lines[k].startswith("recipe "))
+  assert set(lines[header + 1]) == {"-"}
+  rows = {}
+  for line in lines[header + 2 :]:
+    if not line:
+      break
+    rows[line.split()[0]] = line.split()[1:]
+  return rows
+
+
+def test_joint_tables_print_a_line_per_recipe() -> None:
+  summaries = {"stays": "keeps its optimum", "moves": "moves it one rate step"}
+  lines = tables.joint_tables(_found(), (BASE, WIDE), RECIPES, summaries)
+  assert "  stays           keeps its optimum" in lines
+  assert "  moves           moves it one rate step" in lines
+
+  pairs = _table(lines, "Tuned pair")
+  assert list(pairs) == list(RECIPES)
+  # w=8 rate / lambda, w=16 rate / lambda, drift lr [a, b], drift lambda [a, b].
+  assert pairs["stays"][:6] == ["0.01", "/", "0.1", "0.01", "/", "0.1"]
+  assert pairs["moves"][:6] == ["0.01", "/", "0.1", "0.022", "/", "0.1"]
+  drift = [float(x.strip("[],")) for x in pairs["moves"][6:]]
+  assert drift == [0.33, 0.33, 0.33, 0.0, 0.0, 0.0]
+  assert [float(x.strip("[],")) for x in pairs["stays"][6:]] == [0.0] * 6
+
+  regret = _table(lines, "Transfer regret")
+  assert list(regret) == list(RECIPES)
+  assert regret["stays"] == ["+0.000", "[+0.000,", "+0.000]", "+0.000"]
+  assert regret["moves"] == ["+0.150", "[+0.140,", "+0.160]", "+0.150"]
+
+  quality = _table(lines, "Tuned quality")
+  assert list(quality) == list(RECIPES)
+  assert quality["stays"] == ["2.000", "(+0.000)", "1.000", "(+0.000)", "+0.000"]
+  assert quality["moves"] == ["2.000", "(+0.000)", "1.050", "(+0.050)", "+0.050"]
+
+
+def test_joint_tables_mark_an_optimum_that_was_not_refined() -> None:
+  found = _found()
+  t = found["moves", WIDE]
+  found["moves", WIDE] = dataclasses.replace(
+    t, optimum=dataclasses.replace(t.optimum, refined=False)
+  )
+  lines = tables.joint_tables(found, (BASE, WIDE), RECIPES, dict.fromkeys(RECIPES, ""))
+  pairs = _table(lines, "Tuned pair")
+  assert pairs["moves"][3] == "~0.022"
+  assert pairs["stays"][3] == "0.01"
+
+
+# --- runs.csv ----------------------------------------------------------------------------------
+
+
+def test_csv_round_trips_a_joint_row(tmp_path: Path) -> None:
+  points = [(0, 1), (1, 0), (1, 1), (2, 3)]  # sorted, as run_joint writes them
+  pairs = np.array([LATTICE.pair(p) for p in points])
+  rng = np.random.default_rng(0)
+  metrics = {"test_loss": rng.uniform(1, 3, (4, 2)), "test_acc": rng.uniform(0, 1, (4, 2))}
+  row = runs.Row(32, "mup", runs.JOINT, pairs[:, 1], metrics, rates=pairs[:, 0])
+  path = tmp_path / "runs.csv"
+  runs.write_csv([row], path, ("test_loss", "test_acc"))
+  with path.open() as f:
+    lines = list(csv.reader(f))
+  columns = ["width", "scaling", "mode", "lambda", "learning_rate", "seed", "test_loss", "test_acc"]
+  assert lines[0] == columns
+  assert len(lines) == 1 + 4 * 2  # a line per point and seed
+  [back] = runs.read_csv(path)
+  assert (back.width, back.scaling, back.mode) == (32, "mup", runs.JOINT)
+  assert back.rates is not None
+  np.testing.assert_allclose(back.rates, pairs[:, 0], rtol=1e-5)
+  np.testing.assert_allclose(back.lambdas, pairs[:, 1], rtol=1e-5)
+  assert [LATTICE.point(r, lam) for r, lam in zip(back.rates, back.lambdas, strict=True)] == points
+  assert sorted(back.metrics) == ["test_acc", "test_loss"]
+  for name, values in metrics.items():
+    np.testing.assert_allclose(back.metrics[name], values, rtol=1e-5)
+  assert transfer.losses(back, LATTICE).keys() == transfer.losses(row, LATTICE).keys()
+
+
+def test_csv_without_learning_rates_reads_as_before(tmp_path: Path) -> None:
+  lambdas = np.array([0.01, 0.1, 1.0])
+  metrics = {"test_loss": np.array([[2.0, 2.1], [1.5, 1.6], [1.8, 1.9]])}
+  rows = [
+    runs.Row(8, "-", "unregularised", np.zeros(1), {"test_loss": np.array([[2.5, 2.6]])}),
+    runs.Row(8, "fan_avg", "decoupled", lambdas, metrics),
+  ]
+  path = tmp_path / "runs.csv"
+  runs.write_csv(rows, path, ("test_loss",))
+  assert path.read_text().splitlines()[0] == "width,scaling,mode,lambda,seed,test_loss"
+  plain, decay = runs.read_csv(path)
+  assert plain.rates is None and decay.rates is None
+  assert (decay.width, decay.scaling, decay.mode) == (8, "fan_avg", "decoupled")
+  np.testing.assert_array_equal(decay.lambdas, lambdas)
+  np.testing.assert_array_equal(decay.metrics["test_loss"], metrics["test_loss"])
+  np.testing.assert_array_equal(plain.lambdas, [0.0])
+  np.testing.assert_array_equal(plain.metrics["test_loss"], [[2.5, 2.6]])
+  assert runs.joint_rows([plain, decay]) == {}
