@@ -280,7 +280,9 @@ def make_joint_program(cfg: JointConfig, vocab: int, width: int, recipe: str, st
   return jax.jit(jax.vmap(over_seeds, in_axes=(0, 0, None, None, None, None, None)))
 
 
-def run_joint_study(cfg: JointConfig) -> tuple[list[Row], dict]:
+def run_joint_study(cfg: JointConfig, out: Path, resume: bool = False) -> tuple[list[Row], dict]:
+  """Trains a joint study; ``runs.csv`` in ``out`` is written after every row, and with
+  ``resume`` its rows are the start of this run."""
   corpus = lm.split_text(lm.load_text())
   train = jnp.asarray(corpus.train[: cfg.train_chars or None])
   valid = jnp.asarray(corpus.valid[: cfg.valid_chars])
@@ -319,7 +321,17 @@ def run_joint_study(cfg: JointConfig) -> tuple[list[Row], dict]:
 
   lattice = cfg.lattice()
   box = lattice.box(cfg.rates, cfg.lambdas)
-  rows = run_joint(cfg.widths, cfg.recipes, lattice, box, train_points, cfg.max_moves)
+  done = read_csv(out / "runs.csv") if resume and (out / "runs.csv").exists() else []
+  rows = run_joint(
+    cfg.widths,
+    cfg.recipes,
+    lattice,
+    box,
+    train_points,
+    cfg.max_moves,
+    done=done,
+    on_row=lambda rows: write_csv(rows, out / "runs.csv", METRICS),
+  )
   return rows, data
 
 
@@ -437,7 +449,7 @@ def summary(rows: Sequence[Row], cfg: Config, data: dict) -> str:
   return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, bool]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, argparse.Namespace]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument(
     "--study",
@@ -464,14 +476,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, 
   one.add_argument("--decades", type=float, help="span of each lambda grid")
   one.add_argument("--learning-rate", type=float)
   one.add_argument("--absolute", action="store_true", default=None, help="no base")
+  joint.add_argument(
+    "--resume",
+    action="store_true",
+    default=None,
+    help="go on from the runs.csv in --out: its points are not trained again",
+  )
   parser.add_argument("--replot", action="store_true", help="tables and plots from runs.csv")
   args = parser.parse_args(argv)
   studies = {"joint": (JointConfig(), JOINT_QUICK), "lambda": (Config(), QUICK)}
-  return study_from_flags(parser, args, studies), args.out, args.replot
+  return study_from_flags(parser, args, studies), args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  cfg, out, replot = parse_args(argv)
+  cfg, args = parse_args(argv)
+  out, replot = args.out, args.replot
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   config = dataclasses.asdict(cfg) | {
@@ -485,7 +504,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = read_csv(out / "runs.csv")
     data = json.loads((out / "config.json").read_text()).get("data", {})
   else:
-    rows, data = run_joint_study(cfg) if isinstance(cfg, JointConfig) else run_study(cfg)
+    if isinstance(cfg, JointConfig):
+      rows, data = run_joint_study(cfg, out, bool(args.resume))
+    else:
+      rows, data = run_study(cfg)
     config["data"] = data
     write_csv(rows, out / "runs.csv", METRICS)  # before plotting: a plot failure loses nothing
   if isinstance(cfg, JointConfig):

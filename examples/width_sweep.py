@@ -344,8 +344,14 @@ def seed_batches(cfg: Config | JointConfig, n: int, seeds: jax.Array) -> jax.Arr
   )(seeds)
 
 
-def run_joint_study(cfg: JointConfig, data: dict[str, np.ndarray]) -> list[Row]:
-  """Trains a joint study (``width_study.runs.run_joint``), with a progress bar."""
+def run_joint_study(
+  cfg: JointConfig, data: dict[str, np.ndarray], out: Path, resume: bool = False
+) -> list[Row]:
+  """Trains a joint study (``width_study.runs.run_joint``), with a progress bar.
+
+  ``runs.csv`` in ``out`` is written after every row; with ``resume`` its rows
+  are the start of this run.
+  """
   device_data = {k: jnp.asarray(v) for k, v in data.items()}
   seeds = jnp.arange(cfg.seeds)
   n, features = data["x"].shape
@@ -363,7 +369,17 @@ def run_joint_study(cfg: JointConfig, data: dict[str, np.ndarray]) -> list[Row]:
 
   lattice = cfg.lattice()
   box = lattice.box(cfg.rates, cfg.lambdas)
-  return run_joint(cfg.widths, cfg.recipes, lattice, box, train_points, cfg.max_moves)
+  done = read_csv(out / "runs.csv") if resume and (out / "runs.csv").exists() else []
+  return run_joint(
+    cfg.widths,
+    cfg.recipes,
+    lattice,
+    box,
+    train_points,
+    cfg.max_moves,
+    done=done,
+    on_row=lambda rows: write_csv(rows, out / "runs.csv", METRICS),
+  )
 
 
 def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:
@@ -581,7 +597,7 @@ def plot_mean_square(rows: Sequence[Row], cfg: Config, path: Path) -> None:
 # --- command line ---------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, bool]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, argparse.Namespace]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument(
     "--study",
@@ -621,6 +637,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, 
     default=None,
     help="no base: absolute factors, as version 0.1's study (default: relative to the narrowest)",
   )
+  joint.add_argument(
+    "--resume",
+    action="store_true",
+    default=None,
+    help="go on from the runs.csv in --out: its points are not trained again",
+  )
   parser.add_argument(
     "--replot",
     action="store_true",
@@ -628,7 +650,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config | JointConfig, Path, 
   )
   args = parser.parse_args(argv)
   studies = {"joint": (JointConfig(), JOINT_QUICK), "lambda": (Config(), QUICK)}
-  return study_from_flags(parser, args, studies), args.out, args.replot
+  return study_from_flags(parser, args, studies), args
 
 
 def joint_summary(rows: Sequence[Row], cfg: JointConfig) -> str:
@@ -718,7 +740,8 @@ def plot_all(rows: Sequence[Row], cfg: Config, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  cfg, out, replot = parse_args(argv)
+  cfg, args = parse_args(argv)
+  out, replot = args.out, args.replot
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   joint = isinstance(cfg, JointConfig)
@@ -735,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   else:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = load_mnist1d()
-    rows = run_joint_study(cfg, data) if joint else run_study(cfg, data)
+    rows = run_joint_study(cfg, data, out, bool(args.resume)) if joint else run_study(cfg, data)
     write_csv(rows, out / "runs.csv", METRICS)  # before plotting: a plot failure loses nothing
   if joint:
     joint_figures(rows, cfg, out)

@@ -402,3 +402,58 @@ def test_csv_without_learning_rates_reads_as_before(tmp_path: Path) -> None:
   np.testing.assert_array_equal(plain.lambdas, [0.0])
   np.testing.assert_array_equal(plain.metrics["test_loss"], [[2.5, 2.6]])
   assert runs.joint_rows([plain, decay]) == {}
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def _bowl_study(recipe_shift: dict[str, int]):
+  """``train_points`` of a study whose loss is a bowl; each recipe's minimum moves with width."""
+  trained: list[tuple[int, str, tuple[int, int]]] = []
+
+  def train_points(width, recipe, rates, lambdas):
+    shift = 0 if width == 8 else recipe_shift[recipe]
+    values = []
+    for rate, lam in zip(rates, lambdas, strict=True):
+      i, j = LATTICE.point(rate, lam)
+      trained.append((width, recipe, (i, j)))
+      values.append([_bowl((i - shift, j)), _bowl((i - shift, j)) + 0.01])
+    return {"test_loss": np.array(values)}
+
+  return train_points, trained
+
+
+def test_run_joint_trains_the_base_once_and_resumes_without_training_again() -> None:
+  train_points, trained = _bowl_study({"stays": 0, "moves": 2})
+  box = [(i, j) for i in range(4, 7) for j in range(-4, -1)]  # around the minimum (5, -3)
+  options = {"widths": (8, 16), "recipes": ("stays", "moves"), "lattice": LATTICE}
+  saved: list[int] = []
+  rows = runs.run_joint(
+    **options,
+    base_box=box,
+    train_points=train_points,
+    max_moves=1,
+    on_row=lambda rows: saved.append(len(rows)),
+  )
+  assert saved == [2, 3, 4]  # after the base (a row per recipe), then after each wider row
+  at_base = {recipe for width, recipe, _ in trained if width == 8}
+  assert at_base == {"stays"}  # trained once, under the first recipe's name
+  grid = runs.joint_rows(rows)
+  assert np.array_equal(
+    grid["stays", 8].metrics["test_loss"], grid["moves", 8].metrics["test_loss"]
+  )
+  best = {key: transfer.joint_optimum(row, LATTICE).best for key, row in grid.items()}
+  assert best["stays", 16] == MINIMUM
+  assert best["moves", 16] == (MINIMUM[0] + 2, MINIMUM[1])  # reached after one move, unsettled
+  # Resumed with the rows found and more moves: only the missing neighbours are trained.
+  count = len(trained)
+  again = runs.run_joint(**options, base_box=box, train_points=train_points, max_moves=3, done=rows)
+  new = trained[count:]
+  assert new and {recipe for _, recipe, _ in new} == {"moves"}
+  assert len(set(new)) == len(new) and not set(new) & set(trained[:count])
+  grid = runs.joint_rows(again)
+  assert transfer.joint_optimum(grid["moves", 16], LATTICE).refined
+  # A third run with nothing left to do trains nothing.
+  count = len(trained)
+  runs.run_joint(**options, base_box=box, train_points=train_points, max_moves=3, done=again)
+  assert len(trained) == count

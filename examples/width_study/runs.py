@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from width_study.grid import UNREGULARISED
-from width_study.lattice import Lattice, Point, Search, best_point, search, window
+from width_study.lattice import Lattice, Point, Results, Search, best_point, search, window
 
 JOINT = "joint"
 """The ``mode`` of a joint study's rows, whose ``scaling`` is a recipe's name."""
@@ -91,6 +91,8 @@ def run_joint(
   base_box: Sequence[Point],
   train_points: Callable[[int, str, np.ndarray, np.ndarray], dict],
   max_moves: int,
+  done: Sequence[Row] = (),
+  on_row: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
   """Trains a joint study: the base width once, then every recipe at every wider width.
 
@@ -101,6 +103,11 @@ def run_joint(
   for at most ``max_moves`` moves. ``train_points(width, recipe, rates,
   lambdas)`` trains the pairs ``(rates[k], lambdas[k])`` and returns each
   metric with shape ``(len(rates), seeds)``.
+
+  ``done`` holds rows of an earlier run (``--resume``): their points are not
+  trained again, and each search goes on from them, further if ``max_moves``
+  allows. ``on_row(rows)`` is called with the rows so far after each one, to
+  save them.
   """
   base_width, *wider = widths
   rows = []
@@ -122,20 +129,35 @@ def run_joint(
     metrics = {name: np.stack([found.results[p][name] for p in points]) for name in names}
     return Row(width, recipe, JOINT, pairs[:, 1], metrics, seconds, cpu, rates=pairs[:, 0])
 
+  earlier = {(row.scaling, row.width): row for row in done if row.mode == JOINT}
+
+  def results_of(row: Row | None) -> Results:
+    if row is None:
+      return {}
+    assert row.rates is not None
+    points = [lattice.point(r, lam) for r, lam in zip(row.rates, row.lambdas, strict=True)]
+    return {p: {k: v[i] for k, v in row.metrics.items()} for i, p in enumerate(points)}
+
   start, cpu_start = time.perf_counter(), time.process_time()
-  base = search(train(base_width, recipes[0]), base_box, max_moves)
+  at_base = next((row for (_, w), row in earlier.items() if w == base_width), None)
+  base = search(train(base_width, recipes[0]), base_box, max_moves, results=results_of(at_base))
   seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
   for recipe in recipes:
     rows.append(rows_of(base_width, recipe, base, seconds, cpu))
     bar.update()
+  if on_row is not None:
+    on_row(rows)
   tuned = best_point(base.results)
   for width in wider:
     for recipe in recipes:
       start, cpu_start = time.perf_counter(), time.process_time()
-      found = search(train(width, recipe), window(tuned), max_moves)
+      before = results_of(earlier.get((recipe, width)))
+      found = search(train(width, recipe), window(tuned), max_moves, results=before)
       seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
       rows.append(rows_of(width, recipe, found, seconds, cpu))
       bar.update()
+      if on_row is not None:
+        on_row(rows)
   bar.close()
   return rows
 
