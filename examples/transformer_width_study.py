@@ -502,8 +502,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     config["grids"] = {f"{s}/{m}": cfg.grid(s, m).tolist() for s in cfg.scalings for m in cfg.modes}
   if replot:
     rows = read_csv(out / "runs.csv")
-    data = json.loads((out / "config.json").read_text()).get("data", {})
+    saved = out / "config.json"
+    data = json.loads(saved.read_text()).get("data", {}) if saved.exists() else {}
   else:
+    # Written now for a run that stops early (its runs.csv grows row by row), and again at the end.
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if isinstance(cfg, JointConfig):
       rows, data = run_joint_study(cfg, out, bool(args.resume))
     else:

@@ -457,3 +457,14 @@ def test_run_joint_trains_the_base_once_and_resumes_without_training_again() -> 
   count = len(trained)
   runs.run_joint(**options, base_box=box, train_points=train_points, max_moves=3, done=again)
   assert len(trained) == count
+
+
+def test_a_resumed_base_goes_on_from_its_best_point_not_from_the_box() -> None:
+  train_points, trained = _bowl_study({"stays": 0, "moves": 0})
+  box = [(i, j) for i in range(4, 7) for j in range(-4, -1)]
+  options = {"widths": (8, 16), "recipes": ("stays",), "lattice": LATTICE, "max_moves": 2}
+  rows = runs.run_joint(**options, base_box=box, train_points=train_points)
+  count = len(trained)
+  wider_box = [(i, j) for i in range(0, 10) for j in range(-8, 2)]
+  runs.run_joint(**options, base_box=wider_box, train_points=train_points, done=rows)
+  assert len(trained) == count  # the base's best point is surrounded: nothing to train

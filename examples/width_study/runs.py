@@ -106,7 +106,8 @@ def run_joint(
 
   ``done`` holds rows of an earlier run (``--resume``): their points are not
   trained again, and each search goes on from them, further if ``max_moves``
-  allows. ``on_row(rows)`` is called with the rows so far after each one, to
+  allows; at the base from the earlier best point instead of ``base_box``. On
+  a lattice of twice the points a decade, that refines every optimum. ``on_row(rows)`` is called with the rows so far after each one, to
   save them.
   """
   base_width, *wider = widths
@@ -140,7 +141,10 @@ def run_joint(
 
   start, cpu_start = time.perf_counter(), time.process_time()
   at_base = next((row for (_, w), row in earlier.items() if w == base_width), None)
-  base = search(train(base_width, recipes[0]), base_box, max_moves, results=results_of(at_base))
+  before = results_of(at_base)
+  # Resumed, the base goes on from its best point (on a finer lattice, say), not from the box.
+  first = window(best_point(before)) if before else base_box
+  base = search(train(base_width, recipes[0]), first, max_moves, results=before)
   seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
   for recipe in recipes:
     rows.append(rows_of(base_width, recipe, base, seconds, cpu))
