@@ -107,8 +107,9 @@ def run_joint(
   ``done`` holds rows of an earlier run (``--resume``): their points are not
   trained again, and each search goes on from them, further if ``max_moves``
   allows; at the base from the earlier best point instead of ``base_box``. On
-  a lattice of twice the points a decade, that refines every optimum. ``on_row(rows)`` is called with the rows so far after each one, to
-  save them.
+  a lattice of twice the points a decade, that refines every optimum.
+  ``on_row(rows)`` is called with the rows so far after each one, to save
+  them.
   """
   base_width, *wider = widths
   rows = []
