@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TEST_TOOLS=("chex==0.1.87" "hypothesis==6.100.0" "pytest==8.0.0")
+TEST_TOOLS=("chex==0.1.87" "hypothesis==6.100.0" "pytest==8.0.0" "pytest-xdist==3.5.0")
 
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
@@ -37,7 +37,7 @@ floor() {
   python3 -m venv "$workdir/$name"
   "$python" -m pip install --quiet "${requirements[@]}" "${TEST_TOOLS[@]}"
   "$python" -m pip install --quiet --no-deps -e .
-  "$python" -m pip list --format=freeze | grep -iE '^(jax|jaxlib|optax|flax|numpy|chex|hypothesis|pytest)=='
+  "$python" -m pip list --format=freeze | grep -iE '^(jax|jaxlib|optax|flax|numpy|chex|hypothesis|pytest|pytest-xdist)=='
   "$python" -m pytest -p no:cacheprovider "$@"
 }
 

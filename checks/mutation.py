@@ -247,7 +247,7 @@ def main() -> None:
   log = workdir / "pytest.log"
   with contextlib.chdir("mutants"), open(log, "w") as sink, contextlib.redirect_stdout(sink):
     code = pytest.main(
-      ["--rootdir=.", "-p", "no:cacheprovider", "-q", *args.tests], plugins=[driver]
+      ["--rootdir=.", "-p", "no:cacheprovider", "-n", "0", "-q", *args.tests], plugins=[driver]
     )
   if code != 0:
     sys.exit(f"pytest exit code {code}; see {log}")

@@ -303,7 +303,7 @@ def test_only_learning_rate_runs_section_7_alone_and_writes_no_file(rates_run):
     "Train step with `layer_lr`",
     "Lowered train step with `layer_lr`",
   ]
-  assert re.fullmatch(r"\d\.\d{3} \(worst of 6\)", budgets[0][1])
+  assert re.fullmatch(r"\d+\.\d{3} \(worst of 6\)", budgets[0][1])
   assert re.fullmatch(r"(PASS|MISS) \(\d/6 pass(; every miss within noise)?\)", budgets[0][3])
   assert budgets[1][1:] == ["1 (worst of 6)", "== 1", "PASS (6/6 pass)"]
   assert left == []
