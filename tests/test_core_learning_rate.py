@@ -369,3 +369,21 @@ def test_rate_factor_and_decay_factor_come_from_one_computation(
   r = ll2.describe(params, 1.0, c, lr_scaling=c, base=base).rows[0].lr_factor
   assert r == s
   assert math.isclose(r, ((base_in + 2 * base_out) / (n_in + 2 * n_out)) ** power, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_a_half_precision_update_is_scaled_in_float32_and_rounded_once(dtype):
+  """r = 32 / 96 is not a power of two: multiplied in the update's own precision, about a
+  third of the elements would round differently."""
+  tx = ll2.layer_lr("inv_fan_in", base={"kernel": jnp.ones((32, 8))})
+  update = jax.random.normal(jax.random.key(0), (96, 8)).astype(dtype)
+  scaled, _ = tx.update({"kernel": update}, tx.init({"kernel": jnp.ones((96, 8))}))
+  assert scaled["kernel"].dtype == dtype
+  expected = (update.astype(jnp.float32) * (32 / 96)).astype(dtype)
+  np.testing.assert_array_equal(scaled["kernel"], expected)
+
+
+def test_bad_multipliers_raise_when_the_transformation_is_built():
+  """Before `init`: a typo in a sweep's configuration fails where it is written."""
+  with pytest.raises(ValueError, match=r"`multipliers\['kernel'\]` is -1.0"):
+    ll2.layer_lr("inv_fan_in", base={"kernel": jnp.ones((4, 4))}, multipliers={"kernel": -1.0})
