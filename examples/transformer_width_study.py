@@ -66,7 +66,7 @@ from width_study.runs import (
   joint_rows,
   read_csv,
   regularised,
-  run_joint,
+  run_joint_saved,
   run_rows,
   study_plan,
   unregularised,
@@ -321,20 +321,7 @@ def run_joint_study(cfg: JointConfig, out: Path, resume: bool = False) -> tuple[
     rates, lambdas = jnp.asarray(rates, jnp.float32), jnp.asarray(lambdas, jnp.float32)
     return program(rates, lambdas, params[width], starts, train, valid, train_sample)
 
-  lattice = cfg.lattice()
-  box = lattice.box(cfg.rates, cfg.lambdas)
-  done = read_csv(out / "runs.csv") if resume and (out / "runs.csv").exists() else []
-  rows = run_joint(
-    cfg.widths,
-    cfg.recipes,
-    lattice,
-    box,
-    train_points,
-    cfg.max_moves,
-    done=done,
-    on_row=lambda rows: write_csv(rows, out / "runs.csv", METRICS),
-  )
-  return rows, data
+  return run_joint_saved(cfg, train_points, out, METRICS, resume), data
 
 
 def joint_summary(rows: Sequence[Row], cfg: JointConfig, data: dict) -> str:

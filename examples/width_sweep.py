@@ -60,7 +60,7 @@ from width_study.runs import (
   joint_rows,
   read_csv,
   regularised,
-  run_joint,
+  run_joint_saved,
   run_rows,
   study_plan,
   unregularised,
@@ -347,7 +347,7 @@ def seed_batches(cfg: Config | JointConfig, n: int, seeds: jax.Array) -> jax.Arr
 def run_joint_study(
   cfg: JointConfig, data: dict[str, np.ndarray], out: Path, resume: bool = False
 ) -> list[Row]:
-  """Trains a joint study (``width_study.runs.run_joint``), with a progress bar.
+  """Trains a joint study (``width_study.runs.run_joint_saved``), with a progress bar.
 
   ``runs.csv`` in ``out`` is written after every row; with ``resume`` its rows
   are the start of this run.
@@ -367,19 +367,7 @@ def run_joint_study(
     rates, lambdas = jnp.asarray(rates, jnp.float32), jnp.asarray(lambdas, jnp.float32)
     return programs[width, recipe](rates, lambdas, params[width], batches, device_data)
 
-  lattice = cfg.lattice()
-  box = lattice.box(cfg.rates, cfg.lambdas)
-  done = read_csv(out / "runs.csv") if resume and (out / "runs.csv").exists() else []
-  return run_joint(
-    cfg.widths,
-    cfg.recipes,
-    lattice,
-    box,
-    train_points,
-    cfg.max_moves,
-    done=done,
-    on_row=lambda rows: write_csv(rows, out / "runs.csv", METRICS),
-  )
+  return run_joint_saved(cfg, train_points, out, METRICS, resume)
 
 
 def run_study(cfg: Config, data: dict[str, np.ndarray]) -> list[Row]:

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import jax
 import numpy as np
@@ -165,6 +166,43 @@ def run_joint(
         on_row(rows)
   bar.close()
   return rows
+
+
+class JointSettings(Protocol):
+  """What :func:`run_joint_saved` reads of a study's settings (each study's ``JointConfig``)."""
+
+  widths: tuple[int, ...]
+  recipes: tuple[str, ...]
+  rates: tuple[float, float]
+  lambdas: tuple[float, float]
+  max_moves: int
+
+  def lattice(self) -> Lattice: ...
+
+
+def run_joint_saved(
+  cfg: JointSettings,
+  train_points: Callable[[int, str, np.ndarray, np.ndarray], dict],
+  out: Path,
+  metrics: Sequence[str],
+  resume: bool = False,
+) -> list[Row]:
+  """:func:`run_joint` on ``cfg``'s lattice and box, writing ``out/runs.csv`` after every row.
+
+  With ``resume`` the rows already in ``out/runs.csv`` are the start of this run.
+  """
+  lattice = cfg.lattice()
+  path = out / "runs.csv"
+  return run_joint(
+    cfg.widths,
+    cfg.recipes,
+    lattice,
+    lattice.box(cfg.rates, cfg.lambdas),
+    train_points,
+    cfg.max_moves,
+    done=read_csv(path) if resume and path.exists() else [],
+    on_row=lambda rows: write_csv(rows, path, metrics),
+  )
 
 
 KEYS = ("width", "scaling", "mode", "lambda", "seed")
