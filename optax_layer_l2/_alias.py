@@ -4,10 +4,10 @@ from typing import Any
 
 import optax
 
-from optax_layer_l2._learning_rate import scale_by_rate_factors
+from optax_layer_l2._learning_rate import rate_rule, scale_by_rate_factors
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
-from optax_layer_l2._scales import DimsOption
+from optax_layer_l2._rule import DimsOption
 from optax_layer_l2._scaling import ScalingFn
 from optax_layer_l2._transform import layer_l2
 
@@ -101,12 +101,12 @@ def layer_adamw(
     ...           "out": {"kernel": jnp.ones((width, 10))}}
     >>> tx = ll2.layer_adamw(1e-2, 0.1, "none", lr_scaling="inv_fan_in", base=mlp(32))
     >>> report = ll2.describe(mlp(128), 0.1, "none", lr_scaling="inv_fan_in", base=mlp(32))
-    >>> [(row.path, row.rate, row.lr_factor) for row in report.rows]  # lambda * s, r
+    >>> [(row.path, row.coefficient, row.lr_factor) for row in report.rows]  # lambda * s, r
     [('hidden/kernel', 0.1, 1.0), ('out/kernel', 0.1, 0.25)]
   """
   rates: tuple[optax.GradientTransformation, ...] = ()
   if lr_scaling is not None:
-    rates = (scale_by_rate_factors(lr_scaling, base=base, dims=dims, argname="lr_scaling"),)
+    rates = (scale_by_rate_factors(rate_rule(lr_scaling, base=base, dims=dims)),)
   return optax.chain(
     optax.scale_by_adam(
       b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov

@@ -1,20 +1,21 @@
 """``describe``: a report of what every leaf gets."""
 
 import dataclasses
+import warnings
 from typing import Any, SupportsFloat, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_layer_l2._learning_rate import check_base
+from optax_layer_l2._learning_rate import rate_factor, rate_rule
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
-from optax_layer_l2._penalty import penalty
+from optax_layer_l2._numeric import compute_dtype, decayed_value
+from optax_layer_l2._penalty import leaf_penalties
 from optax_layer_l2._reference import check_reference, reference_leaves
-from optax_layer_l2._scales import NONE_LEAF, DimsOption, leaf_scales, rate_factors
-from optax_layer_l2._scaling import LR_SCALINGS, ScalingFn, resolve_scaling
-from optax_layer_l2._transform import compute_dtype, decayed_value
+from optax_layer_l2._rule import DimsOption, FansFrom, LeafRule, Skip, decide
+from optax_layer_l2._scaling import ScalingFn, scaling_name
 from optax_layer_l2._weight_decay import check_weight_decay
 
 
@@ -28,7 +29,8 @@ class Row:
     fan_in: fan-in of one layer (``None`` where not computed).
     fan_out: fan-out of one layer (``None`` where not computed).
     scale: the factor ``s`` (0 when not decayed).
-    rate: ``weight_decay * s``, the decay per unit of weight.
+    coefficient: ``weight_decay * s``, the decay per unit of weight (called
+      ``rate`` before version 0.4; "rate" now means the learning rate only).
     penalty: ``0.5 * weight_decay * s * ||w - w_ref||^2`` now (``w_ref = 0``
       without a reference; ``None`` when the leaf holds no values, e.g. from
       ``jax.eval_shape``).
@@ -39,12 +41,18 @@ class Row:
       leaf is decayed and holds values; else ``None``.
     lr_factor: the leaf's learning-rate factor ``r`` (:func:`layer_lr`), where
       an ``lr_scaling`` was given; else ``None``.
+    fans_from: where the fans came from, where they were computed: ``"inferred"``
+      (:func:`infer_dims`), ``"dims"`` (the user's), ``"path rule"`` (a Flax
+      attention kernel read by its path) or ``"shape rule"`` (the default
+      rule of ``jax.nn.initializers.variance_scaling``); else ``None``.
+    skip: why the leaf is not decayed, as a :class:`Skip` kind for programs
+      (``skipped`` says it in words), or ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import optax_layer_l2 as ll2
     >>> row = ll2.describe({"dense": {"kernel": jnp.ones((4, 4))}}, 0.5).rows[0]
-    >>> row.path, row.fan_in, row.fan_out, row.scale, row.rate, row.penalty
+    >>> row.path, row.fan_in, row.fan_out, row.scale, row.coefficient, row.penalty
     ('dense/kernel', 4, 4, 0.5, 0.25, 2.0)
   """
 
@@ -53,12 +61,25 @@ class Row:
   fan_in: int | None
   fan_out: int | None
   scale: float
-  rate: float
+  coefficient: float
   penalty: float | None
   skipped: str | None
   base_shape: tuple[int, ...] | None = None
   distance: float | None = None
   lr_factor: float | None = None
+  fans_from: str | None = None
+  skip: Skip | None = None
+
+  @property
+  def rate(self) -> float:
+    """Deprecated: :attr:`coefficient`, ``weight_decay * s``."""
+    warnings.warn(
+      '`Row.rate` is now `Row.coefficient` (`weight_decay * s`); "rate" means the '
+      "learning rate only. `Row.rate` will be removed after version 0.4.",
+      DeprecationWarning,
+      stacklevel=2,
+    )
+    return self.coefficient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +124,16 @@ class Report:
 
   def __str__(self) -> str:
     with_base = any(row.base_shape is not None for row in self.rows)
+    # The column of where the fans came from appears when any came from more than shapes.
+    with_sources = any(row.fans_from not in (None, SHAPE_RULE) for row in self.rows)
     header: tuple[str, ...]
     header = ("path", "shape", "fan_in", "fan_out", "s", "lambda*s", "penalty", "skipped")
     if self.lr_scaling is not None:
       header = (*header[:6], "r", *header[6:])
     if self.reference:
       header = (*header[:6], DISTANCE, *header[6:])
+    if with_sources:
+      header = (*header[:4], FANS_FROM, *header[4:])
     if with_base:
       header = (*header[:2], "base shape", *header[2:])
     table: list[tuple[str, ...]] = [header]
@@ -119,7 +144,7 @@ class Report:
         "-" if row.fan_in is None else str(row.fan_in),
         "-" if row.fan_out is None else str(row.fan_out),
         f"{row.scale:.4g}",
-        f"{row.rate:.4g}",
+        f"{row.coefficient:.4g}",
         "-" if row.penalty is None else f"{row.penalty:.4g}",
         "" if row.skipped is None else row.skipped,
       ]
@@ -127,6 +152,8 @@ class Report:
         cells.insert(6, "-" if row.lr_factor is None else f"{row.lr_factor:.4g}")
       if self.reference:
         cells.insert(6, "-" if row.distance is None else f"{row.distance:.4g}")
+      if with_sources:
+        cells.insert(4, "-" if row.fans_from is None else row.fans_from)
       if with_base:
         cells.insert(2, "-" if row.base_shape is None else str(row.base_shape))
       table.append(tuple(cells))
@@ -162,6 +189,11 @@ class Report:
 
 DISTANCE = "||w - w_ref||"
 """The report's column of each decayed leaf's distance from its reference."""
+
+FANS_FROM = "fans from"
+"""The report's column of where each row's fans came from."""
+
+SHAPE_RULE = FansFrom.SHAPE_RULE.value
 
 
 def _holds_values(leaf: Any) -> bool:
@@ -244,46 +276,35 @@ def describe(
   """
   check_weight_decay(weight_decay, allow_schedule=False)
   check_reference(reference, allow_init=False)
+  lr_rule = None
   if lr_scaling is not None:
-    resolve_scaling(lr_scaling, LR_SCALINGS, "lr_scaling")
-    check_base(base, "lr_scaling")
-  decisions, treedef = leaf_scales(
-    params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base
-  )
-  leaves = treedef.flatten_up_to(params)
-  lr_factors = [None] * len(leaves)
-  if lr_scaling is not None:
-    found = rate_factors(params, lr_scaling, base=base, dims=dims, argname="lr_scaling")
-    lr_factors = treedef.flatten_up_to(found)
+    lr_rule = rate_rule(lr_scaling, base=base, dims=dims)
+  rule = LeafRule.build(scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
+  decisions = decide(rule, params)
+  leaves = decisions.treedef.flatten_up_to(params)
+  lr_factors: list[float | None] = [None] * len(leaves)
+  if lr_rule is not None:
+    lr_factors = [rate_factor(d) for d in decide(lr_rule, params).leaves]
+  factors = decisions.scales()
   targets = [None] * len(leaves)
   if reference is not None:
-    factors = jax.tree.unflatten(treedef, [d.scale for d in decisions])
     found = reference_leaves(reference, params, factors, need_values=False)
-    targets = treedef.flatten_up_to(found)
+    targets = decisions.treedef.flatten_up_to(found)
   concrete = all(
     _holds_values(leaf) and (reference is None or _holds_values(target))
-    for leaf, target, d in zip(leaves, targets, decisions, strict=True)
-    if d.decayed
+    for leaf, target, d in zip(leaves, targets, decisions.leaves, strict=True)
+    if d.selected
   )
   per_leaf = None
   if concrete:
-    values = penalty(
-      params,
-      weight_decay,
-      scaling,
-      mask=mask,
-      dims=dims,
-      multipliers=multipliers,
-      base=base,
-      reference=reference,
-      per_leaf=True,
-    )
-    per_leaf = treedef.flatten_up_to(values)
+    tree_targets = None if reference is None else decisions.tree(targets)
+    values = leaf_penalties(params, factors, weight_decay, tree_targets)
+    per_leaf = decisions.treedef.flatten_up_to(values)
   # `check_weight_decay` let only a real number through.
   rate = float(cast(SupportsFloat, weight_decay))
   rows = []
-  for i, decision in enumerate(decisions):
-    if decision.skipped == NONE_LEAF:
+  for i, decision in enumerate(decisions.leaves):
+    if decision.skip is Skip.NONE_LEAF:
       continue
     leaf_penalty = None
     if per_leaf is not None and per_leaf[i] is not None:
@@ -295,23 +316,20 @@ def describe(
         fan_in=None if decision.fans is None else decision.fans.fan_in,
         fan_out=None if decision.fans is None else decision.fans.fan_out,
         scale=decision.scale,
-        rate=rate * decision.scale,
+        coefficient=rate * decision.scale,
         penalty=leaf_penalty,
-        skipped=decision.skipped,
+        skipped=decision.reason,
         base_shape=decision.base_shape,
         distance=_distance(leaves[i], targets[i]) if concrete and targets[i] is not None else None,
         lr_factor=lr_factors[i],
+        fans_from=None if decision.fans_from is None else decision.fans_from.value,
+        skip=decision.skip,
       )
     )
   return Report(
     weight_decay=rate,
-    scaling=_name(scaling),
+    scaling=scaling_name(scaling),
     rows=tuple(rows),
     reference=reference is not None,
-    lr_scaling=None if lr_scaling is None else _name(lr_scaling),
+    lr_scaling=None if lr_scaling is None else scaling_name(lr_scaling),
   )
-
-
-def _name(scaling: str | ScalingFn) -> str:
-  """A scaling's name for the report: its own, or the callable's."""
-  return scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))

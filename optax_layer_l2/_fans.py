@@ -4,7 +4,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 AxesLike: TypeAlias = int | Sequence[int]
 
@@ -33,7 +33,7 @@ def _as_axes(axes: AxesLike, argument: str) -> tuple[int, ...]:
   return axes
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dims:
   """Which axes of a leaf are fan-in, fan-out and stacked-layer axes.
 
@@ -61,6 +61,40 @@ class Dims:
   def __post_init__(self) -> None:
     for name in ("in_axes", "out_axes", "batch_axes"):
       object.__setattr__(self, name, _as_axes(getattr(self, name), f"Dims({name}=...)"))
+
+  def layer_rank(self, rank: int) -> int:
+    """The rank of one layer of a leaf of ``rank``: its axes less the batch axes."""
+    return rank - len(cast(tuple[int, ...], self.batch_axes))
+
+  def _axes(self) -> tuple[Any, Any, Any]:
+    return (self.in_axes, self.out_axes, self.batch_axes)
+
+  def __eq__(self, other: object) -> bool:
+    # `Dims` are equal when they name the same axes, however they were obtained.
+    if not isinstance(other, Dims):
+      return NotImplemented
+    return self._axes() == other._axes()
+
+  def __hash__(self) -> int:
+    return hash(self._axes())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InferredDims(Dims):
+  """:class:`Dims` that :func:`infer_dims` read from a computation.
+
+  They act as any ``Dims``; the report says the fans were inferred, and how
+  the leaf was used.
+
+  Attributes:
+    use: how the computation used the leaf, e.g. ``"dot_general"``,
+      ``"conv_general_dilated"`` or ``"gather"``.
+    unused: the paths of the leaves of the same tree that the computation
+      never read (they hold ``None``), so that a report can say so.
+  """
+
+  use: str = ""
+  unused: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
 
 
 class Fans(NamedTuple):
@@ -130,17 +164,33 @@ def default_dims(path: str, shape: Sequence[int], batch_axes: tuple[int, ...] = 
     batch_list.append(axis % rank)
   batch = tuple(batch_list)
   rest = [axis for axis in range(rank) if axis not in batch]
-  *_, layer, name = ["", *path.split("/")]  # the last two parts of the path
-  is_kernel = name == "kernel"
   if len(rest) == 0:
     return Dims((), (), batch)
   if len(rest) == 1:
     return Dims((), (rest[0],), batch)
-  if len(rest) == 3 and is_kernel and layer in _PROJECTION_IN:
+  projection = attention_projection(path, len(rest))
+  if projection == "in":
     return Dims((rest[0],), (rest[1], rest[2]), batch)
-  if len(rest) == 3 and is_kernel and layer in _PROJECTION_OUT:
+  if projection == "out":
     return Dims((rest[0], rest[1]), (rest[2],), batch)
   return Dims((rest[-2],), (rest[-1],), batch)
+
+
+def attention_projection(path: str, layer_rank: int) -> str | None:
+  """``"in"`` or ``"out"`` for a Flax attention kernel the path rule reads, else ``None``.
+
+  A rank-3 ``kernel`` of a layer named ``query``, ``key`` or ``value`` is an
+  input projection ``(features, heads, head_dim)``; one of a layer named
+  ``out``, the output projection ``(heads, head_dim, features)``.
+  """
+  *_, layer, name = ["", *path.split("/")]  # the last two parts of the path
+  if layer_rank != 3 or name != "kernel":
+    return None
+  if layer in _PROJECTION_IN:
+    return "in"
+  if layer in _PROJECTION_OUT:
+    return "out"
+  return None
 
 
 def _prod(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:

@@ -1,32 +1,67 @@
 """``layer_lr``: per-leaf learning-rate factors from shapes, relative to a base model."""
 
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from optax_layer_l2._base import require_base
 from optax_layer_l2._masking import MaskOrFn
-from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
+from optax_layer_l2._multipliers import Multipliers
+from optax_layer_l2._numeric import compute_dtype
 from optax_layer_l2._paths import is_none
-from optax_layer_l2._scales import DimsOption, rate_factors, shapes_of
-from optax_layer_l2._scaling import LR_SCALINGS, ScalingFn, resolve_scaling
-from optax_layer_l2._transform import compute_dtype
+from optax_layer_l2._rule import Decisions, DimsOption, LeafDecision, LeafRule, Skip, decide
+from optax_layer_l2._scaling import LR_SCALINGS, ScalingFn
+
+_UNSET: Any = object()
 
 
-def check_base(base: Any, argname: str = "scaling") -> None:
-  """Raises when ``base``, which rate factors need, is missing.
+def rate_rule(
+  lr_scaling: str | ScalingFn,
+  *,
+  base: Any,
+  mask: MaskOrFn | None = None,
+  dims: DimsOption | None = None,
+  multipliers: Multipliers | None = None,
+  who: str = "`lr_scaling`",
+) -> LeafRule:
+  """The :class:`LeafRule` of learning-rate factors; raises now without ``base``.
 
-  ``argname`` is the rate scaling's argument: ``scaling`` of :func:`layer_lr`
-  or ``lr_scaling`` of :func:`layer_adamw` and :func:`describe`.
+  ``who`` is what the missing-base error says needs it.
   """
-  if base is None:
-    who = "`layer_lr`" if argname == "scaling" else f"`{argname}`"
-    raise ValueError(
-      f"{who} needs `base=`: the params (or `jax.eval_shape` shapes) of the model the "
-      "learning rate was tuned on. The rate factors are relative to it, so at the base "
-      "every leaf keeps the tuned rate."
-    )
+  rule = LeafRule.build(
+    lr_scaling,
+    names=LR_SCALINGS,
+    argname="lr_scaling",
+    mask=mask,
+    dims=dims,
+    multipliers=multipliers,
+    base=base,
+  )
+  require_base(base, who)
+  return rule
+
+
+def rate_factor(decision: LeafDecision) -> float:
+  """The learning-rate factor ``r`` of one leaf, from its decision.
+
+  A selected leaf gets ``c(leaf) / c(base leaf) * multiplier`` (so 0 with a
+  multiplier of 0: the leaf is frozen); every other leaf, 1.
+  """
+  if decision.selected:
+    return decision.scale
+  if decision.skip is Skip.MULTIPLIER_ZERO:
+    return 0.0
+  return 1.0
+
+
+def rate_factors(decisions: Decisions) -> Any:
+  """The tree of learning-rate factors ``r`` (``None`` stays ``None``)."""
+  return decisions.tree(
+    [None if d.skip is Skip.NONE_LEAF else rate_factor(d) for d in decisions.leaves]
+  )
 
 
 def _scale_update(update: Any, factor: float | None) -> Any:
@@ -39,12 +74,13 @@ def _scale_update(update: Any, factor: float | None) -> Any:
 
 
 def layer_lr(
-  scaling: str | ScalingFn = "inv_fan_in",
+  lr_scaling: str | ScalingFn = "inv_fan_in",
   *,
   base: optax.Params,
   mask: MaskOrFn | None = None,
   dims: DimsOption | None = None,
   multipliers: Multipliers | None = None,
+  scaling: str | ScalingFn = _UNSET,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies each leaf's update by a learning-rate factor ``r`` from its shape.
 
@@ -57,7 +93,7 @@ def layer_lr(
 
   and every other leaf's update comes back as it came (biases, norm scales:
   their rate is not a question of width). The factor ``c`` comes from
-  ``scaling``; for a dense kernel ``(n_in, n_out)``:
+  ``lr_scaling``; for a dense kernel ``(n_in, n_out)``:
 
   ===================  ===========================================================
   ``none``             ``1``: only the multipliers
@@ -86,8 +122,9 @@ def layer_lr(
   ``params`` (the updates' shapes are the params').
 
   Args:
-    scaling: a name in :data:`LR_SCALINGS` or a callable
-      ``scaling(info: LeafInfo) -> float`` giving ``c``.
+    lr_scaling: a name in :data:`LR_SCALINGS` or a callable
+      ``lr_scaling(info: LeafInfo) -> float`` giving ``c``; the same argument
+      as :func:`layer_adamw`'s and :func:`describe`'s ``lr_scaling``.
     base: the params of the model on which the learning rate was tuned, or
       their shapes (``jax.eval_shape``), with the structure of the params;
       only shapes are kept. Required.
@@ -95,19 +132,20 @@ def layer_lr(
       floating leaf of rank at least 2, never a leaf named ``bias`` or
       ``scale``); every other leaf keeps the rate.
     dims: which axes are fan-in, fan-out and stacked layers, as in
-      :func:`layer_l2`.
+      :func:`layer_l2` (:func:`infer_dims` output too).
     multipliers: a per-layer multiplier on the rate (0 freezes a layer): a
       mapping from regular expression to float (first match wins) or a
       callable ``(path, leaf) -> float``.
+    scaling: the name of ``lr_scaling`` before version 0.4; deprecated.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` with an empty state.
 
   Raises:
-    ValueError: no ``base``, an unknown ``scaling`` name, a negative or
+    ValueError: no ``base``, an unknown ``lr_scaling`` name, a negative or
       non-finite multiplier; at ``init`` and ``update``: a ``base`` of another
       structure or a base leaf of another rank, ``Dims`` axes out of range or
-      overlapping, a ``scaling`` callable giving a negative or non-finite
+      overlapping, an ``lr_scaling`` callable giving a negative or non-finite
       value (each naming the leaf's path).
     TypeError: arguments of the wrong kind.
 
@@ -138,31 +176,25 @@ def layer_lr(
     - Everett et al., `Scaling Exponents Across Parameterizations and
       Optimizers <https://arxiv.org/abs/2407.05872>`_, 2024.
   """
-  return scale_by_rate_factors(scaling, base=base, mask=mask, dims=dims, multipliers=multipliers)
-
-
-def scale_by_rate_factors(
-  scaling: str | ScalingFn,
-  *,
-  base: optax.Params | None,
-  mask: MaskOrFn | None = None,
-  dims: DimsOption | None = None,
-  multipliers: Multipliers | None = None,
-  argname: str = "scaling",
-) -> optax.GradientTransformationExtraArgs:
-  """:func:`layer_lr`, with errors that name the rate scaling ``argname``."""
-  resolve_scaling(scaling, LR_SCALINGS, argname)  # raises on an unknown name before any step
-  resolve_multipliers(multipliers)  # checks patterns and values now
-  check_base(base, argname)
-  base = shapes_of(base)  # the base model's arrays are not kept alive
-
-  def factors(tree: Any) -> Any:
-    return rate_factors(
-      tree, scaling, base=base, mask=mask, dims=dims, multipliers=multipliers, argname=argname
+  if scaling is not _UNSET:
+    warnings.warn(
+      "`layer_lr(scaling=...)` is now `layer_lr(lr_scaling=...)`, the name it has in "
+      "`layer_adamw` and `describe`; `scaling=` will be removed after version 0.4.",
+      DeprecationWarning,
+      stacklevel=2,
     )
+    lr_scaling = scaling
+  rule = rate_rule(
+    lr_scaling, base=base, mask=mask, dims=dims, multipliers=multipliers, who="`layer_lr`"
+  )
+  return scale_by_rate_factors(rule)
+
+
+def scale_by_rate_factors(rule: LeafRule) -> optax.GradientTransformationExtraArgs:
+  """:func:`layer_lr`'s transformation, for a rule of :func:`rate_rule`."""
 
   def init_fn(params: optax.Params) -> optax.OptState:
-    factors(params)  # a bad `base`, `dims` or scaling raises here, not in the first step
+    decide(rule, params)  # a bad `base`, `dims` or scaling raises here, not in the first step
     return optax.EmptyState()
 
   def update_fn(
@@ -174,7 +206,7 @@ def scale_by_rate_factors(
     del params, extra_args
     if updates is None:
       return updates, state
-    scaled = jax.tree.map(_scale_update, updates, factors(updates), is_leaf=is_none)
-    return scaled, state
+    factors = rate_factors(decide(rule, updates))
+    return jax.tree.map(_scale_update, updates, factors, is_leaf=is_none), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -14,18 +14,16 @@ NEVER_DECAYED_BY_DEFAULT = frozenset({"bias", "scale"})
 MaskOrFn: TypeAlias = Any | Callable[[Any], Any]
 
 
-def default_exclusion(path: str, layer_rank: int) -> str | None:
-  """Why the default mask skips a floating leaf, or ``None`` if it decays it.
+def excluded_by_name(path: str) -> str | None:
+  """Why the default mask skips the leaf at ``path`` by its name, or ``None``.
 
-  The default decays every floating leaf that is at least a matrix per layer
-  (kernels, embeddings), and never a leaf named ``bias`` or ``scale``: Flax
-  attention biases are ``(heads, head_dim)`` and stacked norm scales are 2-D.
+  The default never decays a leaf named ``bias`` or ``scale``, whatever its
+  rank: Flax attention biases are ``(heads, head_dim)`` and stacked norm
+  scales are 2-D.
   """
   name = path.rsplit("/", 1)[-1]
   if name in NEVER_DECAYED_BY_DEFAULT:
     return f"named {name!r}"
-  if layer_rank < 2:
-    return f"rank {layer_rank}"
   return None
 
 

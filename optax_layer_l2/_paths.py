@@ -66,15 +66,62 @@ def broadcast_prefix(
   values, prefix_def = jax.tree.flatten(prefix, is_leaf=prefix_leaf)
   try:
     subtrees = prefix_def.flatten_up_to(tree)
-  except (ValueError, TypeError) as error:
+  except (ValueError, TypeError):
     raise ValueError(
-      f"`{argname}` must have the structure of `params`, or of a prefix of it; they differ: {error}"
+      f"`{argname}` must have the structure of `params`, or of a prefix of it; "
+      f"{prefix_difference(prefix, tree, argname, prefix_leaf)}."
     ) from None
   broadcast = []
   for value, subtree in zip(values, subtrees, strict=True):
     count = len(jax.tree.leaves(subtree, is_leaf=is_none))
     broadcast.extend([value] * count)
   return broadcast
+
+
+def prefix_difference(
+  prefix: Any, tree: Any, argname: str, is_prefix_leaf: Callable[[Any], bool]
+) -> str:
+  """Says where ``prefix`` first fails to be a prefix of ``tree``, by leaf paths.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from optax_layer_l2._paths import prefix_difference
+    >>> prefix_difference([True, False], [jnp.ones(2)], "mask", lambda x: isinstance(x, bool))
+    "`mask` has the entry '1', which `params` lacks"
+  """
+  prefix_paths = [
+    path_to_str(keypath)
+    for keypath, _ in jax.tree_util.tree_flatten_with_path(prefix, is_leaf=is_prefix_leaf)[0]
+  ]
+  tree_paths = flatten_with_paths(tree)[0]
+
+  def covers(entry: str, path: str) -> bool:
+    return entry in ("", path) or path.startswith(entry + "/")
+
+  for entry in prefix_paths:
+    if not any(covers(entry, path) for path in tree_paths):
+      return f"`{argname}` has the entry {entry!r}, which `params` lacks"
+  for path in tree_paths:
+    if not any(covers(entry, path) for entry in prefix_paths):
+      return f"`params` has the leaf {path!r}, which no entry of `{argname}` covers"
+  return (
+    f"their paths agree but their containers differ: `{argname}` is "
+    f"{_structure(prefix)}, `params` is {_structure(tree)}"
+  )
+
+
+def structure_difference(
+  paths: Sequence[str], other_paths: Sequence[str], argname: str = "base"
+) -> str:
+  """Where the leaf paths of ``params`` and of the argument ``argname`` first part."""
+  for path, other_path in zip(paths, other_paths, strict=False):
+    if path != other_path:
+      return f"`params` has leaf {path!r} where `{argname}` has {other_path!r}"
+  if len(paths) > len(other_paths):
+    return f"`{argname}` lacks the leaf {paths[len(other_paths)]!r}"
+  if len(paths) < len(other_paths):
+    return f"`{argname}` has the extra leaf {other_paths[len(paths)]!r}"
+  return "the leaf paths agree but the tree node types differ"
 
 
 def first_difference(a: Any, b: Any, names: tuple[str, str] = ("updates", "params")) -> str:

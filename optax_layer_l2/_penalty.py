@@ -7,11 +7,11 @@ import jax.numpy as jnp
 
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
+from optax_layer_l2._numeric import compute_dtype, decayed_value
 from optax_layer_l2._paths import is_none
 from optax_layer_l2._reference import check_reference, reference_leaves
-from optax_layer_l2._scales import DimsOption, scales
+from optax_layer_l2._rule import DimsOption, LeafRule, decide
 from optax_layer_l2._scaling import ScalingFn
-from optax_layer_l2._transform import compute_dtype, decayed_value
 from optax_layer_l2._weight_decay import check_weight_decay, coefficient
 
 
@@ -28,6 +28,21 @@ def _leaf_penalty(
   coeff = jnp.asarray(coefficient(weight_decay, scale), dtype)
   wide = decayed_value(param, reference, dtype)
   return 0.5 * coeff * jnp.sum(wide * wide)
+
+
+def leaf_penalties(params: Any, factors: Any, weight_decay: Any, targets: Any = None) -> Any:
+  """The tree of per-leaf penalties, for the factors ``s`` and, where given, the references."""
+  if targets is None:
+    return jax.tree.map(
+      lambda p, s: _leaf_penalty(p, s, weight_decay), params, factors, is_leaf=is_none
+    )
+  return jax.tree.map(
+    lambda p, s, r: _leaf_penalty(p, s, weight_decay, r),
+    params,
+    factors,
+    targets,
+    is_leaf=is_none,
+  )
 
 
 def penalty(
@@ -96,20 +111,10 @@ def penalty(
   """
   check_weight_decay(weight_decay, allow_schedule=False)
   check_reference(reference, allow_init=False)
-  factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
-  if reference is None:
-    values = jax.tree.map(
-      lambda p, s: _leaf_penalty(p, s, weight_decay), params, factors, is_leaf=is_none
-    )
-  else:
-    targets = reference_leaves(reference, params, factors)
-    values = jax.tree.map(
-      lambda p, s, r: _leaf_penalty(p, s, weight_decay, r),
-      params,
-      factors,
-      targets,
-      is_leaf=is_none,
-    )
+  rule = LeafRule.build(scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
+  factors = decide(rule, params).scales()
+  targets = None if reference is None else reference_leaves(reference, params, factors)
+  values = leaf_penalties(params, factors, weight_decay, targets)
   if per_leaf:
     return values
   leaves = jax.tree.leaves(values)

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_layer_l2._paths import flatten_with_paths, is_none, path_to_str
-from optax_layer_l2._scales import structure_difference
+from optax_layer_l2._paths import flatten_with_paths, is_none, path_to_str, structure_difference
 
 INIT = "init"
 """``reference="init"``: decay toward the params that ``init`` was given."""

@@ -3,7 +3,8 @@
 
 import dataclasses
 import math
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
 from optax_layer_l2._fans import Fans
@@ -42,45 +43,73 @@ class LeafInfo:
 
 ScalingFn: TypeAlias = Callable[[LeafInfo], float]
 
-SCALINGS: dict[str, ScalingFn] = {
-  "none": lambda info: 1.0,
-  "numel": lambda info: 1.0 / info.numel,
-  "fan_avg": lambda info: (info.fan_in + info.fan_out) / info.numel,
-  "fan_in": lambda info: info.fan_in / info.numel,
-  "fan_out": lambda info: info.fan_out / info.numel,
+
+@dataclasses.dataclass(frozen=True)
+class _Named:
+  """A named scaling: its formula, as the docs and the errors print it, and its function."""
+
+  formula: str
+  fn: ScalingFn
+
+
+_ONE = _Named("1", lambda info: 1.0)
+_INV_SQRT_FAN_IN = _Named("1/sqrt(fan_in)", lambda info: 1.0 / math.sqrt(info.fan_in))
+
+_DECAY = {
+  "none": _ONE,
+  "numel": _Named("1/numel", lambda info: 1.0 / info.numel),
+  "fan_avg": _Named(
+    "(fan_in + fan_out)/numel", lambda info: (info.fan_in + info.fan_out) / info.numel
+  ),
+  "fan_in": _Named("fan_in/numel", lambda info: info.fan_in / info.numel),
+  "fan_out": _Named("fan_out/numel", lambda info: info.fan_out / info.numel),
   # For `base=`: the inverse of the fan-in (He/LeCun) and of the Glorot
   # weight scale, so that decoupled decay pulls each weight by the same
   # fraction of Adam's step at every width (see the guide).
-  "sqrt_fan_in": lambda info: math.sqrt(info.fan_in),
-  "sqrt_fan_avg": lambda info: math.sqrt((info.fan_in + info.fan_out) / 2),
+  "sqrt_fan_in": _Named("sqrt(fan_in)", lambda info: math.sqrt(info.fan_in)),
+  "sqrt_fan_avg": _Named(
+    "sqrt((fan_in + fan_out)/2)", lambda info: math.sqrt((info.fan_in + info.fan_out) / 2)
+  ),
   # For `base=` with the rate factors `lr_scaling="inv_fan_in"`: a kernel whose
   # fan-in grows m times gets 1/m of the rate and 1/sqrt(m) of the per-step
   # decay, Fan et al.'s (2025) lambda ~ sqrt(m) for muP rates (see the guide).
-  "inv_sqrt_fan_in": lambda info: 1.0 / math.sqrt(info.fan_in),
+  "inv_sqrt_fan_in": _INV_SQRT_FAN_IN,
 }
-"""Each named scaling's factor ``c(leaf)``; see the table in the README.
+
+_RATE = {
+  "none": _ONE,
+  # muP's and Everett et al.'s per-layer Adam rates: a kernel whose fan-in
+  # grows m times gets 1/m of the rate; a fixed fan-in keeps it.
+  "inv_fan_in": _Named("1/fan_in", lambda info: 1.0 / info.fan_in),
+  "inv_sqrt_fan_in": _INV_SQRT_FAN_IN,
+}
+
+SCALINGS: Mapping[str, ScalingFn] = types.MappingProxyType(
+  {name: named.fn for name, named in _DECAY.items()}
+)
+"""Each named decay scaling's factor ``c(leaf)`` (read-only); see the table in the README.
 
 With ``base=`` every scaling is used relative to the base model,
 ``c(leaf) / c(base leaf)``.
 """
 
-
-LR_SCALINGS: dict[str, ScalingFn] = {
-  "none": lambda info: 1.0,
-  # muP's and Everett et al.'s per-layer Adam rates: a kernel whose fan-in
-  # grows m times gets 1/m of the rate; a fixed fan-in keeps it.
-  "inv_fan_in": lambda info: 1.0 / info.fan_in,
-  "inv_sqrt_fan_in": lambda info: 1.0 / math.sqrt(info.fan_in),
-}
-"""Each named learning-rate scaling's factor ``c(leaf)`` for :func:`layer_lr`.
+LR_SCALINGS: Mapping[str, ScalingFn] = types.MappingProxyType(
+  {name: named.fn for name, named in _RATE.items()}
+)
+"""Each named learning-rate scaling's factor ``c(leaf)`` for :func:`layer_lr` (read-only).
 
 Always used relative to the base model: ``r = c(leaf) / c(base leaf)``.
 """
 
+FORMULAS: Mapping[str, str] = types.MappingProxyType(
+  {name: named.formula for name, named in (*_DECAY.items(), *_RATE.items())}
+)
+"""Each named scaling's formula ``c(leaf)``, as the errors print it."""
+
 
 def resolve_scaling(
   scaling: str | ScalingFn,
-  names: dict[str, ScalingFn] = SCALINGS,
+  names: Mapping[str, ScalingFn] = SCALINGS,
   argname: str = "scaling",
 ) -> ScalingFn:
   """The function behind ``scaling``; raises on a name that is not in ``names``.
@@ -89,7 +118,7 @@ def resolve_scaling(
   """
   if isinstance(scaling, str):
     if scaling not in names:
-      valid = ", ".join(repr(name) for name in names)
+      valid = ", ".join(f"{name!r} ({FORMULAS[name]})" for name in names)
       raise ValueError(
         f"`{argname}={scaling!r}` is not a known scaling; use one of {valid}, "
         f"or a callable `{argname}(info: LeafInfo) -> float`."
@@ -101,6 +130,11 @@ def resolve_scaling(
     f"`{argname}` must be a scaling name or a callable `{argname}(info: LeafInfo) "
     f"-> float`, got {scaling!r}."
   )
+
+
+def scaling_name(scaling: str | ScalingFn) -> str:
+  """A scaling's name for a report: its own, or the callable's."""
+  return scaling if isinstance(scaling, str) else getattr(scaling, "__name__", repr(scaling))
 
 
 def checked_factor(value: object, argname: str, path: str) -> float:

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import optax
 
 from optax_layer_l2._masking import MaskOrFn
-from optax_layer_l2._multipliers import Multipliers, resolve_multipliers
+from optax_layer_l2._multipliers import Multipliers
+from optax_layer_l2._numeric import compute_dtype, decayed_value
 from optax_layer_l2._paths import first_difference, is_none
 from optax_layer_l2._reference import STATE, check_reference, reference_leaves, stored_reference
-from optax_layer_l2._scales import DimsOption, scales, shapes_of
-from optax_layer_l2._scaling import ScalingFn, resolve_scaling
+from optax_layer_l2._rule import DimsOption, LeafRule, decide
+from optax_layer_l2._scaling import ScalingFn
 from optax_layer_l2._weight_decay import check_weight_decay, coefficient, is_static_zero
 
 
@@ -62,20 +63,6 @@ class LayerL2ReferenceState(NamedTuple):
   reference: optax.Params
 
 
-def compute_dtype(*dtypes: Any) -> Any:
-  """The dtype the decay is computed in: the inputs' and at least float32."""
-  return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
-
-
-def decayed_value(
-  param: jax.Array, reference: jax.typing.ArrayLike | None, dtype: jax.typing.DTypeLike
-) -> jax.Array:
-  """``param`` or ``param - reference`` (with no reference), in ``dtype``."""
-  if reference is None:
-    return param.astype(dtype)
-  return param.astype(dtype) - jnp.asarray(reference).astype(dtype)
-
-
 def _add_decay(
   update: Any, param: Any, scale: float | None, weight_decay: Any, reference: Any = None
 ) -> Any:
@@ -119,23 +106,27 @@ def layer_l2(
   (see :func:`penalty`). Every other leaf is returned as it came. The factor
   ``c`` comes from ``scaling``; for a dense kernel of shape ``(n_in, n_out)``:
 
-  ================  ===================================================
-  ``none``          ``1`` (plain L2)
-  ``numel``         ``1 / (n_in * n_out)``
-  ``fan_avg``       ``(n_in + n_out) / (n_in * n_out)``
-  ``fan_in``        ``1 / n_out`` (``fan_in / numel``)
-  ``fan_out``       ``1 / n_in`` (``fan_out / numel``)
-  ``sqrt_fan_in``   ``sqrt(n_in)``, meant for use with ``base``
-  ``sqrt_fan_avg``  ``sqrt((n_in + n_out) / 2)``, meant for use with ``base``
-  ================  ===================================================
+  ===================  ===================================================
+  ``none``             ``1`` (plain L2)
+  ``numel``            ``1 / (n_in * n_out)``
+  ``fan_avg``          ``(n_in + n_out) / (n_in * n_out)``
+  ``fan_in``           ``1 / n_out`` (``fan_in / numel``)
+  ``fan_out``          ``1 / n_in`` (``fan_out / numel``)
+  ``sqrt_fan_in``      ``sqrt(n_in)``, meant for use with ``base``
+  ``sqrt_fan_avg``     ``sqrt((n_in + n_out) / 2)``, meant for use with ``base``
+  ``inv_sqrt_fan_in``  ``1 / sqrt(n_in)``, meant for use with ``base``
+  ===================  ===================================================
 
   With ``base``, the params (or shapes) of the model on which
   ``weight_decay`` was tuned, every scaling is relative to it:
   ``s = c(w) / c(w_base) * multiplier(w)``. At the base each scaling is then
   plain L2. To reuse a ``weight_decay`` tuned at the base on a wider model,
-  the width study found ``sqrt_fan_avg`` for decoupled decay
-  (:func:`layer_adamw`) and plain ``none`` for coupled decay (see the guide,
-  "Reusing lambda at another width").
+  with the learning rate tuned there too, the width studies of version 0.3
+  recommend per-layer rates and independent decay, ``layer_adamw(lr, wd,
+  "none", lr_scaling="inv_fan_in", base=base)``, for a model trained in one
+  pass over plenty of data; with one learning rate for every layer,
+  ``sqrt_fan_avg`` for decoupled decay and plain ``none`` for coupled decay
+  (see the guide, "Tuning once" and "Reusing lambda at another width").
 
   With ``reference``, the decay pulls each decayed leaf toward its reference
   ``w_ref`` instead of toward zero (L2-SP, for fine-tuning):
@@ -172,7 +163,9 @@ def layer_l2(
       params (or a prefix of it), or a callable returning one, as in
       ``optax.add_decayed_weights``. Default: every floating leaf of rank at
       least 2 (kernels, embeddings), never a leaf named ``bias`` or ``scale``.
-    dims: which axes are fan-in, fan-out and stacked layers, as a pytree of
+    dims: which axes are fan-in, fan-out and stacked layers: the output of
+      :func:`infer_dims` (read from the model's computation; the default mask
+      then decays exactly the leaves it contracts with data), a pytree of
       :class:`Dims`/``None`` or a callable ``(path, leaf) -> Dims | None``.
       Default: the rule of ``jax.nn.initializers.variance_scaling``, with Flax
       attention kernels recognised by path.
@@ -242,15 +235,13 @@ def layer_l2(
       (L2-SP).
   """
   check_weight_decay(weight_decay)
-  resolve_scaling(scaling)  # raises on an unknown name before any step
-  resolve_multipliers(multipliers)  # checks patterns and values now
-  base = shapes_of(base)  # the base model's arrays are not kept alive
   check_reference(reference)
+  rule = LeafRule.build(scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
 
   def init_fn(params: optax.Params) -> optax.OptState:
     count = jnp.zeros([], jnp.int32) if callable(weight_decay) else None
     if reference is not None:
-      factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
+      factors = decide(rule, params).scales()
       state = LayerL2ReferenceState(count, stored_reference(reference, params, factors))
       # Optax's `OptState` alias admits no `None`, the count of a constant
       # `weight_decay`, though JAX takes it as an empty subtree.
@@ -266,53 +257,65 @@ def layer_l2(
     **extra_args: Any,
   ) -> tuple[optax.Updates, optax.OptState]:
     del extra_args
-    if params is None:
-      raise ValueError(
-        "`layer_l2` needs the parameters: call `update(updates, state, params)`. "
-        "The decay is proportional to them."
-      )
-    updates_def: jax.tree_util.PyTreeDef  # annotated: jaxlib ships no stubs for it
-    updates_def = jax.tree.structure(updates, is_leaf=is_none)
-    params_def = jax.tree.structure(params, is_leaf=is_none)
-    # `updates=None` comes back as `None`, as from `optax.add_decayed_weights`.
-    if updates is not None and updates_def != params_def:
-      raise ValueError(
-        "`updates` and `params` must have the same tree structure; "
-        f"{first_difference(updates, params)}."
-      )
-    if callable(weight_decay):
-      # `init_fn` gave a schedule a state with a count: a `LayerL2State`, or a
-      # `LayerL2ReferenceState`, whose `count` and `_replace` are the same.
-      counted = cast(LayerL2State, state)
-      rate = weight_decay(counted.count)
-      # `safe_increment` is annotated to return any number; given an array, it returns one.
-      count = cast(jax.Array, optax.safe_increment(counted.count))
-      state = counted._replace(count=count)
-    else:
-      rate = weight_decay
+    _check_update_arguments(updates, params)
+    rate, state = _weight_decay_now(weight_decay, state)
     if is_static_zero(rate):
       return updates, state
-    factors = scales(params, scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
-    if reference is None:
-      updates = jax.tree.map(
-        lambda g, p, s: _add_decay(g, p, s, rate),
-        updates,
-        params,
-        factors,
-        is_leaf=is_none,
-      )
-    else:
+    factors = decide(rule, params).scales()
+    targets = None
+    if reference is not None:
       # With a `reference`, `init_fn` made a `LayerL2ReferenceState`.
       stored = cast(LayerL2ReferenceState, state).reference
       targets = reference_leaves(stored, params, factors, name=STATE)
-      updates = jax.tree.map(
-        lambda g, p, s, r: _add_decay(g, p, s, rate, r),
-        updates,
-        params,
-        factors,
-        targets,
-        is_leaf=is_none,
-      )
-    return updates, state
+    return _decayed(updates, params, factors, rate, targets), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_update_arguments(updates: optax.Updates, params: optax.Params | None) -> None:
+  """Raises unless ``update`` was given ``params`` of the structure of ``updates``."""
+  if params is None:
+    raise ValueError(
+      "`layer_l2` needs the parameters: call `update(updates, state, params)`. "
+      "The decay is proportional to them."
+    )
+  updates_def: jax.tree_util.PyTreeDef  # annotated: jaxlib ships no stubs for it
+  updates_def = jax.tree.structure(updates, is_leaf=is_none)
+  params_def = jax.tree.structure(params, is_leaf=is_none)
+  # `updates=None` comes back as `None`, as from `optax.add_decayed_weights`.
+  if updates is not None and updates_def != params_def:
+    raise ValueError(
+      "`updates` and `params` must have the same tree structure; "
+      f"{first_difference(updates, params)}."
+    )
+
+
+def _weight_decay_now(
+  weight_decay: optax.ScalarOrSchedule, state: optax.OptState
+) -> tuple[Any, optax.OptState]:
+  """This step's ``weight_decay``, and the state with a schedule's count advanced."""
+  if not callable(weight_decay):
+    return weight_decay, state
+  # `init_fn` gave a schedule a state with a count: a `LayerL2State`, or a
+  # `LayerL2ReferenceState`, whose `count` and `_replace` are the same.
+  counted = cast(LayerL2State, state)
+  rate = weight_decay(counted.count)
+  # `safe_increment` is annotated to return any number; given an array, it returns one.
+  count = cast(jax.Array, optax.safe_increment(counted.count))
+  return rate, counted._replace(count=count)
+
+
+def _decayed(updates: Any, params: Any, factors: Any, rate: Any, targets: Any) -> Any:
+  """Each update with its leaf's decay added, toward ``targets`` where there are some."""
+  if targets is None:
+    return jax.tree.map(
+      lambda g, p, s: _add_decay(g, p, s, rate), updates, params, factors, is_leaf=is_none
+    )
+  return jax.tree.map(
+    lambda g, p, s, r: _add_decay(g, p, s, rate, r),
+    updates,
+    params,
+    factors,
+    targets,
+    is_leaf=is_none,
+  )

@@ -152,7 +152,7 @@ def test_describe_shows_the_base_shape():
   rows = {row.path: row for row in report.rows}
   assert rows["mlp/kernel"].base_shape == (16, 64)
   assert rows["mlp/kernel"].shape == (64, 256)
-  assert rows["mlp/kernel"].rate == pytest.approx(0.2)
+  assert rows["mlp/kernel"].coefficient == pytest.approx(0.2)
   assert rows["mlp/bias"].base_shape is None
   text = str(report)
   assert "base shape" in text.splitlines()[0]

@@ -36,8 +36,9 @@ def test_weight_decay_of_the_wrong_type():
 
 def test_unknown_scaling_lists_the_valid_ones():
   message = (
-    r"`scaling='fan-avg'` is not a known scaling; use one of 'none', 'numel', "
-    r"'fan_avg', 'fan_in', 'fan_out'"
+    r"`scaling='fan-avg'` is not a known scaling; use one of 'none' \(1\), 'numel' "
+    r"\(1/numel\), 'fan_avg' \(\(fan_in \+ fan_out\)/numel\), 'fan_in' \(fan_in/numel\), "
+    r"'fan_out' \(fan_out/numel\)"
   )
   with pytest.raises(ValueError, match=message):
     ll2.layer_l2(1e-4, "fan-avg")

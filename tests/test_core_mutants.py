@@ -237,12 +237,13 @@ def test_paths_of_attributes_sequences_and_keyless_nodes():
 
 
 def test_a_skipped_leaf_records_factor_and_multiplier_zero():
-  # `LeafScale` (private) documents 0 for both on a leaf that is not decayed.
-  from optax_layer_l2._scales import leaf_scales
+  # `LeafDecision` (private) documents 0 for both on a leaf that is not decayed.
+  from optax_layer_l2._rule import LeafRule, decide
 
   params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
-  decisions, _ = leaf_scales(params, "none", multipliers={"kernel": 2.0})
-  assert [(d.path, d.factor, d.multiplier, d.scale, d.skipped) for d in decisions] == [
+  rule = LeafRule.build("none", multipliers={"kernel": 2.0})
+  decisions = decide(rule, params).leaves
+  assert [(d.path, d.factor, d.multiplier, d.scale, d.reason) for d in decisions] == [
     ("dense/bias", 0.0, 0.0, 0.0, "named 'bias'"),
     ("dense/kernel", 1.0, 2.0, 2.0, None),
   ]

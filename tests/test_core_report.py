@@ -54,7 +54,7 @@ def test_describe_rows():
   kernel = rows["hidden/kernel"]
   assert (kernel.shape, kernel.fan_in, kernel.fan_out) == ((40, 256), 40, 256)
   assert kernel.scale == pytest.approx(296 / 10240)
-  assert kernel.rate == pytest.approx(1e-2 * 296 / 10240)
+  assert kernel.coefficient == pytest.approx(1e-2 * 296 / 10240)
   assert kernel.penalty == pytest.approx(
     float(ll2.penalty(params(), 1e-2, per_leaf=True)["hidden"]["kernel"])
   )
