@@ -1,5 +1,7 @@
-"""The optimizers a width study compares, and its lambda grids."""
+"""The optimizers a lambda study compares, and its lambda grids."""
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -45,3 +47,43 @@ def make_optimizer(
 def lambda_grid(centre: float, decades: float, points: int) -> np.ndarray:
   """``points`` log-spaced lambdas spanning ``decades`` around ``10**centre``."""
   return np.logspace(centre - decades / 2, centre + decades / 2, points)
+
+
+@dataclasses.dataclass(frozen=True)
+class Centres:
+  """Where an architecture's lambda grids lie: log10 of each grid's centre.
+
+  Attributes:
+    relative: by mode, for scalings relative to the narrowest model, where
+      every scaling is plain L2 and one centre a mode serves them all.
+    absolute: by ``(scaling, mode)``, for absolute factors (no base), where
+      the scalings differ by orders of magnitude. A scaling not listed is
+      centred by the rescaling argument: ``none``'s centre (listed, or else
+      the relative one) over the geometric mean of its decayed leaves'
+      factors at the narrowest width.
+  """
+
+  relative: dict[str, float]
+  absolute: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+
+  def centre(self, scaling: str, mode: str, absolute: bool, narrowest: Callable[[], Any]) -> float:
+    """log10 of the centre of one grid; ``narrowest()`` gives the narrowest model's shapes."""
+    if not absolute:
+      return self.relative[mode]
+    if (scaling, mode) in self.absolute:
+      return self.absolute[scaling, mode]
+    factors = [s for s in jax.tree.leaves(ll2.scales(narrowest(), scaling)) if s > 0]
+    none = self.absolute.get(("none", mode), self.relative[mode])
+    return none - float(np.mean(np.log10(factors)))
+
+  def grid(
+    self,
+    scaling: str,
+    mode: str,
+    absolute: bool,
+    narrowest: Callable[[], Any],
+    decades: float,
+    points: int,
+  ) -> np.ndarray:
+    """The lambda grid of one ``(scaling, mode)``: ``points`` over ``decades`` around its centre."""
+    return lambda_grid(self.centre(scaling, mode, absolute, narrowest), decades, points)

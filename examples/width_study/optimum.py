@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from width_study.grid import UNREGULARISED
 from width_study.runs import Row
 
 
@@ -72,3 +73,10 @@ def transfer_cost(tuned: Row, target: Row, metric: str = "test_loss") -> tuple[f
     return loss_cost, float("nan")
   acc = 100 * target.metrics["test_acc"].mean(axis=1)
   return loss_cost, float(np.interp(reused, x, acc) - np.interp(own, x, acc))
+
+
+def nearest_point(row: Row, metric: str = "test_loss") -> int:
+  """The index of the grid point nearest the row's optimum (0 in an unregularised row)."""
+  if row.mode == UNREGULARISED[1]:
+    return 0
+  return int(np.argmin(np.abs(np.log10(row.lambdas) - optimum(row, metric).log_lambda)))

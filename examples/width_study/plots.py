@@ -1,4 +1,7 @@
-"""Loss curves over lambda, the optimal lambda against width, and a joint study's planes."""
+"""Loss curves over lambda, the optimal lambda against width, and a joint study's planes.
+
+:func:`plot_joint_study` and :func:`plot_lambda_study` draw every figure of a study.
+"""
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -8,8 +11,9 @@ import numpy as np
 
 from width_study.lattice import Lattice
 from width_study.optimum import optimum
-from width_study.runs import Row, regularised, unregularised
-from width_study.transfer import JointGrid, Transfer, losses
+from width_study.runs import Row, joint_rows, regularised, unregularised
+from width_study.settings import JointSettings, LambdaSettings
+from width_study.transfer import JointGrid, Transfer, losses, transfers
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -249,3 +253,45 @@ def plot_joint_optima(
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plot_joint_study(
+  rows: Sequence[Row],
+  cfg: JointSettings,
+  out: Path,
+  titles: tuple[str, str],
+  unit: str = "test loss",
+  span: float = 0.3,
+) -> None:
+  """A joint study's figures, ``planes.png`` and ``joint_optima.png``, into ``out``."""
+  grid = joint_rows(rows)
+  found = transfers(grid, cfg.lattice(), cfg.widths, cfg.recipes)
+  planes, optima = titles
+  plot_planes(
+    grid, cfg.lattice(), found, cfg.widths, cfg.recipes, out / "planes.png", planes, span, unit
+  )
+  plot_joint_optima(found, cfg.widths, cfg.recipes, out / "joint_optima.png", optima, unit)
+
+
+def plot_lambda_study(
+  rows: Sequence[Row],
+  cfg: LambdaSettings,
+  out: Path,
+  curves: tuple[str, str],
+  metrics: Sequence[tuple[str, str, float]],
+  optimal_title: str,
+  loss_ceiling: float | None = None,
+  prediction: Prediction | None = None,
+) -> None:
+  """A lambda study's figures into ``out``: the curves of each mode and ``optimal_lambda.png``.
+
+  ``curves`` holds the file name and the title of a mode's curves of
+  ``metrics`` (see :func:`plot_curves`), each with ``{mode}`` where the mode goes.
+  """
+  for mode in cfg.modes:
+    name, title = (text.format(mode=mode) for text in curves)
+    plot_curves(
+      rows, cfg.widths, cfg.scalings, mode, out / name, title, loss_ceiling, metrics=metrics
+    )
+  path = out / "optimal_lambda.png"
+  plot_optimal_lambda(rows, cfg.widths, cfg.scalings, cfg.modes, path, optimal_title, prediction)

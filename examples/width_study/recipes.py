@@ -16,6 +16,15 @@ import jax
 import optax
 
 import optax_layer_l2 as ll2
+from width_study.shared_base import AtBase, factors_at_base
+
+InitTransform = Callable[[Any, Any], Any]
+"""``transform(params, base)``: one model's initial weights as a recipe starts from them.
+
+``base`` holds the base model's shapes. A transform that rescales relative to
+the base leaves the base's weights as they are, and its recipe shares the base
+width's rows; one that changes them is refused there (:mod:`width_study.shared_base`).
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +36,18 @@ class Recipe:
     lr_scaling: the learning-rate scaling (a name in ``ll2.LR_SCALINGS``), or
       ``None`` for one rate for every leaf.
     summary: what it is and where it comes from, for the tables.
+    init: how it transforms the architecture's initial weights, or ``None``
+      to start from them as they are.
   """
 
   scaling: str
   lr_scaling: str | None
   summary: str
+  init: InitTransform | None = None
+
+  def at_base(self, base: Any) -> AtBase:
+    """The factors of its optimizer at the base model itself (its init is checked by the driver)."""
+    return factors_at_base(base, self.scaling, self.lr_scaling)
 
 
 RECIPES = {
@@ -74,3 +90,11 @@ def make_recipe_optimizer(
   return ll2.layer_adamw(
     schedule, weight_decay, recipe.scaling, base=base, lr_scaling=recipe.lr_scaling
   )
+
+
+RATE_SHAPES: dict[str, Callable[[int], optax.Schedule | None]] = {
+  "constant": lambda steps: None,
+  "cosine": lambda steps: optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 10), steps),
+}
+"""The learning rate's shape over ``steps`` (10% warm-up, cosine decay), multiplying the peak
+rate of each lattice point (``rate_shape`` of :func:`make_recipe_optimizer`)."""

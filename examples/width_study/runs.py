@@ -4,9 +4,8 @@ import csv
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import jax
 import numpy as np
@@ -14,6 +13,8 @@ from tqdm import tqdm
 
 from width_study.grid import UNREGULARISED
 from width_study.lattice import Lattice, Point, Results, Search, best_point, search, window
+from width_study.settings import JointSettings
+from width_study.shared_base import AtBase, check_shared
 
 JOINT = "joint"
 """The ``mode`` of a joint study's rows, whose ``scaling`` is a recipe's name."""
@@ -60,14 +61,18 @@ def run_rows(
   plan: Plan,
   train_row: Callable[[int, str, str, np.ndarray], dict],
   shared_width: int | None = None,
+  at_base: Callable[[str], Hashable] | None = None,
 ) -> list[Row]:
   """Trains every row of ``plan`` with ``train_row``, with a progress bar over the rows.
 
   ``train_row(width, scaling, mode, lambdas)`` returns the row's metrics, each
   of shape ``(len(lambdas), seeds)`` (JAX or NumPy arrays). At
   ``shared_width``, the base of scalings relative to it, every factor is 1
-  and every scaling trains the same networks on the same grid: there each
-  mode's row is trained once and serves every scaling.
+  and every scaling trains the same networks: there a mode's row is trained
+  once and serves every scaling with the same grid and the same
+  ``at_base(scaling)`` (what the scaling is at the base,
+  :func:`width_study.shared_base.factors_at_base`); a scaling that differs
+  there is trained on its own.
   """
   rows = []
   trained: dict[tuple, dict] = {}
@@ -75,7 +80,10 @@ def run_rows(
   for width, scaling, mode, lambdas in bar:
     bar.set_postfix_str(f"w={width} {scaling} {mode}")
     start, cpu_start = time.perf_counter(), time.process_time()
-    key = (width, mode) if width == shared_width else (width, scaling, mode)
+    key: tuple = (width, scaling, mode)
+    if width == shared_width:
+      form = None if at_base is None else at_base(scaling)
+      key = (width, mode, tuple(np.asarray(lambdas).tolist()), form)
     if key not in trained:
       out = train_row(width, scaling, mode, lambdas)
       trained[key] = {k: np.asarray(v, np.float64) for k, v in jax.device_get(out).items()}
@@ -94,11 +102,15 @@ def run_joint(
   max_moves: int,
   done: Sequence[Row] = (),
   on_row: Callable[[list[Row]], None] | None = None,
+  at_base: Callable[[str], AtBase] | None = None,
 ) -> list[Row]:
   """Trains a joint study: the base width once, then every recipe at every wider width.
 
-  At the base (the narrowest width) every recipe is plain AdamW, so its
-  lattice is searched once, from ``base_box``, and serves every recipe. At
+  At the base (the first width) every recipe is plain AdamW, so its
+  lattice is searched once, from ``base_box``, under the first recipe's name,
+  and serves every recipe; ``at_base(recipe)`` says what each recipe trains
+  there, and a recipe that differs from the first raises a ``ValueError``
+  before anything is trained (:func:`width_study.shared_base.check_shared`). At
   each wider width each recipe starts from the 3 x 3 window around the
   base's best pair and walks toward lower loss (:func:`width_study.lattice.search`)
   for at most ``max_moves`` moves. ``train_points(width, recipe, rates,
@@ -113,6 +125,8 @@ def run_joint(
   them.
   """
   base_width, *wider = widths
+  if at_base is not None:
+    check_shared({recipe: at_base(recipe) for recipe in recipes}, base_width)
   rows = []
   bar = tqdm(total=len(widths) * len(recipes), desc="recipes x widths", file=sys.stderr)
 
@@ -168,40 +182,29 @@ def run_joint(
   return rows
 
 
-class JointSettings(Protocol):
-  """What :func:`run_joint_saved` reads of a study's settings (each study's ``JointConfig``)."""
-
-  widths: tuple[int, ...]
-  recipes: tuple[str, ...]
-  rates: tuple[float, float]
-  lambdas: tuple[float, float]
-  max_moves: int
-
-  def lattice(self) -> Lattice: ...
-
-
 def run_joint_saved(
   cfg: JointSettings,
   train_points: Callable[[int, str, np.ndarray, np.ndarray], dict],
   out: Path,
   metrics: Sequence[str],
   resume: bool = False,
+  at_base: Callable[[str], AtBase] | None = None,
 ) -> list[Row]:
   """:func:`run_joint` on ``cfg``'s lattice and box, writing ``out/runs.csv`` after every row.
 
   With ``resume`` the rows already in ``out/runs.csv`` are the start of this run.
   """
-  lattice = cfg.lattice()
   path = out / "runs.csv"
   return run_joint(
     cfg.widths,
     cfg.recipes,
-    lattice,
-    lattice.box(cfg.rates, cfg.lambdas),
+    cfg.lattice(),
+    cfg.box(),
     train_points,
     cfg.max_moves,
     done=read_csv(path) if resume and path.exists() else [],
     on_row=lambda rows: write_csv(rows, path, metrics),
+    at_base=at_base,
   )
 
 

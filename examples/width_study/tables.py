@@ -4,13 +4,14 @@ Each takes the regularised rows by ``(scaling, mode, width)`` (see
 :func:`width_study.runs.regularised`) and reads the seed-mean test loss.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from width_study.lattice import Lattice
 from width_study.optimum import optimum, transfer_cost
 from width_study.runs import Row
-from width_study.transfer import Transfer
+from width_study.transfer import JointGrid, Transfer
 
 Grid = dict[tuple[str, str, int], Row]
 
@@ -80,6 +81,34 @@ def reuse_table(
   return lines
 
 
+def scaling_table(
+  grid: Grid,
+  baseline: dict[int, Row],
+  widths: Sequence[int],
+  scalings: Sequence[str],
+  modes: Sequence[str],
+  cells: tuple[Callable[[Row], str], Callable[[Row], str]],
+  cell_width: int,
+  label: str = "w",
+  plain: str = "-",
+) -> list[str]:
+  """A line per ``(scaling, mode)``, the unregularised networks first, a column a width.
+
+  ``cells`` makes the text of an unregularised row's cell and of a regularised
+  row's; the unregularised line is named ``plain`` in the scaling column.
+  """
+  plain_cell, cell = cells
+  lines = _header(f"{'scaling':<12} {'mode':<13}", [f"{label}={w}" for w in widths], cell_width)
+  lines.append(
+    f"{plain:<12} {'unregularised':<13} " + " ".join(plain_cell(baseline[w]) for w in widths)
+  )
+  for mode in modes:
+    for scaling in scalings:
+      row_cells = [cell(grid[scaling, mode, w]) for w in widths]
+      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(row_cells))
+  return lines
+
+
 def best_loss_table(
   grid: Grid,
   baseline: dict[int, Row],
@@ -89,13 +118,11 @@ def best_loss_table(
 ) -> list[str]:
   """Best test loss over the grid, and its gap to tuned plain L2 (``none``) in the same mode."""
   lines = ["Best test loss (mean over seeds) over the grid."]
-  lines += _header(f"{'scaling':<12} {'mode':<13}", [f"w={w}" for w in widths], 7)
-  cells = [f"{baseline[w].metrics['test_loss'].mean():7.3f}" for w in widths]
-  lines.append(f"{'-':<12} {'unregularised':<13} " + " ".join(cells))
-  for mode in modes:
-    for scaling in scalings:
-      cells = [f"{best_loss(grid[scaling, mode, w]):7.3f}" for w in widths]
-      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(cells))
+  cells = (
+    lambda row: f"{row.metrics['test_loss'].mean():7.3f}",
+    lambda row: f"{best_loss(row):7.3f}",
+  )
+  lines += scaling_table(grid, baseline, widths, scalings, modes, cells, 7)
   if "none" not in scalings:
     return lines
   lines += [
@@ -109,8 +136,8 @@ def best_loss_table(
       if scaling == "none":
         continue
       gaps = [best_loss(grid[scaling, mode, w]) - best_loss(grid["none", mode, w]) for w in widths]
-      cells = [f"{g:+7.3f}" for g in [*gaps, max(gaps)]]
-      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(cells))
+      cells_text = [f"{g:+7.3f}" for g in [*gaps, max(gaps)]]
+      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(cells_text))
   return lines
 
 
@@ -122,18 +149,14 @@ def accuracy_table(
   modes: Sequence[str],
 ) -> list[str]:
   """Test accuracy at the loss-optimal lambda and the best over the grid."""
+
+  def cell(row: Row) -> str:
+    o = optimum(row)
+    return f"{100 * o.acc_at_optimum:.1f}/{100 * o.best_acc:.1f}".rjust(11)
+
   lines = ["Test accuracy (%, mean over seeds): at the loss-optimal lambda / best over the grid."]
-  lines += _header(f"{'scaling':<12} {'mode':<13}", [f"w={w}" for w in widths], 11)
-  cells = [f"{100 * baseline[w].metrics['test_acc'].mean():.1f}".rjust(11) for w in widths]
-  lines.append(f"{'-':<12} {'unregularised':<13} " + " ".join(cells))
-  for mode in modes:
-    for scaling in scalings:
-      cells = []
-      for w in widths:
-        o = optimum(grid[scaling, mode, w])
-        cells.append(f"{100 * o.acc_at_optimum:.1f}/{100 * o.best_acc:.1f}".rjust(11))
-      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(cells))
-  return lines
+  plain = lambda row: f"{100 * row.metrics['test_acc'].mean():.1f}".rjust(11)  # noqa: E731
+  return lines + scaling_table(grid, baseline, widths, scalings, modes, (plain, cell), 11)
 
 
 # --- joint studies: the learning rate and lambda tuned together -------------------------------
@@ -215,4 +238,32 @@ def joint_tables(
       for w, g in zip(widths, gaps, strict=True)
     ]
     lines.append(f"{recipe:<15} " + " ".join(row) + f" {max(gaps):+8.3f}")
+  return lines
+
+
+def best_point_table(
+  grid: JointGrid,
+  found: dict[tuple[str, int], Transfer],
+  lattice: Lattice,
+  widths: Sequence[int],
+  recipes: Sequence[str],
+  cell: Callable[[dict[str, np.ndarray]], str],
+  cell_width: int,
+  label: str = "w",
+) -> list[str]:
+  """A line per recipe, a column a width: ``cell`` of the recipe's best point there.
+
+  ``cell(metrics)`` gets each metric's values over the seeds at that point.
+  """
+  header = f"{'recipe':<15} " + " ".join(f"{f'{label}={w}':>{cell_width}}" for w in widths)
+  lines = [header, "-" * len(header)]
+  for recipe in recipes:
+    cells = []
+    for w in widths:
+      row = grid[recipe, w]
+      assert row.rates is not None, "not a joint study's row"
+      points = [lattice.point(r, lam) for r, lam in zip(row.rates, row.lambdas, strict=True)]
+      k = points.index(found[recipe, w].optimum.best)
+      cells.append(cell({name: values[k] for name, values in row.metrics.items()}))
+    lines.append(f"{recipe:<15} " + " ".join(cells))
   return lines
