@@ -8,7 +8,8 @@
 
 from optax_layer_l2._alias import layer_adamw
 from optax_layer_l2._describe import Report, Row, describe
-from optax_layer_l2._fans import Dims, Fans, fans, stacked
+from optax_layer_l2._fans import Dims, Fans, InferredDims, fans, stacked
+from optax_layer_l2._infer import infer_dims
 from optax_layer_l2._learning_rate import layer_lr
 from optax_layer_l2._penalty import penalty
 from optax_layer_l2._scales import scales
@@ -22,6 +23,7 @@ __all__ = [
   "SCALINGS",
   "Dims",
   "Fans",
+  "InferredDims",
   "LayerL2ReferenceState",
   "LayerL2State",
   "LeafInfo",
@@ -29,6 +31,7 @@ __all__ = [
   "Row",
   "describe",
   "fans",
+  "infer_dims",
   "layer_adamw",
   "layer_l2",
   "layer_lr",

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias, cast
 
 AxesLike: TypeAlias = int | Sequence[int]
@@ -87,14 +87,14 @@ class InferredDims(Dims):
   the leaf was used.
 
   Attributes:
-    use: how the computation used the leaf, e.g. ``"dot_general"``,
-      ``"conv_general_dilated"`` or ``"gather"``.
-    unused: the paths of the leaves of the same tree that the computation
-      never read (they hold ``None``), so that a report can say so.
+    use: how the computation used the leaf, e.g. ``"`dot_general` at model.py:12"``.
+    why_none: for each leaf of the same tree that holds ``None``, why (``"not
+      used by fn"``, ``"used elementwise with data in `add`"``), so that a
+      report can say so.
   """
 
   use: str = ""
-  unused: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
+  why_none: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 class Fans(NamedTuple):
@@ -240,6 +240,10 @@ def fans(shape: Sequence[int], dims: Dims | None = None) -> Fans:
 DimsRule: TypeAlias = Callable[[str, Any], Dims | None]
 
 
+def _never_decayed(path: str) -> bool:
+  return path.rsplit("/", 1)[-1] in ("bias", "scale")
+
+
 def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
   """A ``dims`` rule for layers stacked along ``batch_axes``.
 
@@ -251,8 +255,10 @@ def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
   Args:
     batch_axes: the stacked-layer axis or axes.
     where: a regular expression; only leaves whose path it matches (with
-      ``re.search``) are treated as stacked (default: every leaf of rank
-      above the number of ``batch_axes``).
+      ``re.search``) are treated as stacked. Default: every leaf of rank
+      above the number of ``batch_axes``; then a leaf of exactly one more
+      axis (a matrix outside the stack, or a stack of vectors?) is a
+      ``ValueError`` unless it is named ``bias`` or ``scale``.
 
   Returns:
     A callable ``(path, leaf) -> Dims | None`` to pass as ``dims``.
@@ -275,6 +281,15 @@ def stacked(batch_axes: AxesLike = 0, where: str | None = None) -> DimsRule:
       return None
     if pattern is None and len(shape) <= len(axes):
       return None
+    if pattern is None and len(shape) == len(axes) + 1 and not _never_decayed(path):
+      # A stack of vectors and one matrix outside the stack look alike; guessing the
+      # stack would silently stop decaying an embedding or a readout kernel.
+      raise ValueError(
+        f"`stacked({list(axes)})` cannot tell whether leaf {path!r} of shape {shape} is one "
+        f"layer or a stack of {math.prod(shape[a] for a in axes)} vectors; give "
+        "`stacked(..., where=...)` a regular expression for the stacked layers' paths, "
+        "or use `ll2.infer_dims`, which reads the stacking from the computation."
+      )
     return default_dims(path, shape, axes)
 
   return rule

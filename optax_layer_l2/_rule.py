@@ -194,14 +194,14 @@ def is_dims_function(dims: Any) -> bool:
 class _ChosenDims(NamedTuple):
   per_leaf: list[Dims | None]
   inferred: bool  # the tree came from `infer_dims`: its `None` means "not contracted"
-  unused: frozenset[str]  # the paths `infer_dims` found never read
+  why_none: Mapping[str, str]  # why `infer_dims` gave `None`, by path
 
 
 def _chosen_dims(
   dims: DimsOption | None, params: Any, paths: Sequence[str], leaves: Sequence[Any]
 ) -> _ChosenDims:
   if dims is None:
-    return _ChosenDims([None] * len(leaves), False, frozenset())
+    return _ChosenDims([None] * len(leaves), False, {})
   if is_dims_function(dims):
     chosen: list[Dims | None] = []
     for path, leaf in zip(paths, leaves, strict=True):
@@ -214,7 +214,7 @@ def _chosen_dims(
           f"`dims` must return a `Dims` or `None`; for leaf {path!r} it returned {value!r}."
         )
       chosen.append(value)
-    return _ChosenDims(chosen, False, frozenset())
+    return _ChosenDims(chosen, False, {})
   values = broadcast_prefix(
     dims, params, argname="dims", is_prefix_leaf=lambda x: isinstance(x, Dims)
   )
@@ -226,8 +226,10 @@ def _chosen_dims(
         "callable `(path, leaf) -> Dims | None`."
       )
   inferred = [value for value in values if isinstance(value, InferredDims)]
-  unused = frozenset().union(*(value.unused for value in inferred))
-  return _ChosenDims(values, bool(inferred), unused)
+  why_none: dict[str, str] = {}
+  for value in inferred:
+    why_none.update(value.why_none)
+  return _ChosenDims(values, bool(inferred), why_none)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -331,7 +333,7 @@ def _default_mask(
   if chosen.inferred:
     if fans_from is FansFrom.INFERRED:
       return None
-    why = "not used by fn" if path in chosen.unused else "not contracted with data by fn"
+    why = chosen.why_none.get(path, "not contracted with data by fn")
     return _skipped(path, shape, Skip.NOT_CONTRACTED, why)
   named = excluded_by_name(path)
   if named is not None:

@@ -149,10 +149,30 @@ def test_stacked_biases_stay_undecayed_by_name():
 
 
 def test_stacked_vectors_are_rank_one_per_layer():
-  # A (layers, n) leaf that is not called bias: rank 1 per layer, not decayed.
+  # A (layers, n) leaf named by `where`: rank 1 per layer, not decayed.
   params = {"layers": {"alpha": jnp.zeros((6, 8))}}
-  assert ll2.scales(params, dims=ll2.stacked(0))["layers"]["alpha"] == 0.0
+  assert ll2.scales(params, dims=ll2.stacked(0, where="layers"))["layers"]["alpha"] == 0.0
   assert ll2.scales(params)["layers"]["alpha"] == (6 + 8) / 48  # unstacked: a 6 x 8 matrix
+
+
+def test_a_bare_stacked_rule_will_not_guess_at_a_matrix_outside_the_stack():
+  # Before 0.4, a bare `stacked(0)` read the embedding as 100 stacked vectors and
+  # silently stopped decaying it.
+  params = {
+    "embed": {"embedding": jnp.zeros((100, 32))},
+    "layers": {"kernel": jnp.zeros((6, 32, 32)), "bias": jnp.zeros((6, 32))},
+  }
+  with pytest.raises(ValueError) as raised:
+    ll2.scales(params, dims=ll2.stacked(0))
+  assert str(raised.value) == (
+    "`stacked([0])` cannot tell whether leaf 'embed/embedding' of shape (100, 32) is one "
+    "layer or a stack of 100 vectors; give `stacked(..., where=...)` a regular expression "
+    "for the stacked layers' paths, or use `ll2.infer_dims`, which reads the stacking from "
+    "the computation."
+  )
+  s = ll2.scales(params, "numel", dims=ll2.stacked(0, where="^layers/"))
+  assert s["embed"]["embedding"] == 1 / 3200
+  assert s["layers"]["kernel"] == 1 / 1024
 
 
 def test_receptive_field_multiplies_both_fans():
