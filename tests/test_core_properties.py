@@ -117,7 +117,9 @@ def test_receptive_field_cancels_in_fan_avg(field, n_in, n_out):
 def test_stacking_changes_no_factor(params, depth):
   stacked = jax.tree.map(lambda p: jax.ShapeDtypeStruct((depth, *p.shape), p.dtype), params)
   for scaling in ll2.SCALINGS:
-    assert ll2.scales(stacked, scaling, dims=ll2.stacked(0, where="")) == ll2.scales(params, scaling)
+    assert ll2.scales(stacked, scaling, dims=ll2.stacked(0, where="")) == ll2.scales(
+      params, scaling
+    )
 
 
 @SETTINGS
