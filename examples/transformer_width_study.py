@@ -63,7 +63,7 @@ from width_study.plots import plot_lambda_study
 from width_study.runs import Row, regularised, unregularised
 from width_study.settings import JointSettings, LambdaSettings
 from width_study.shares import penalty_shares, share_cell
-from width_study.tables import best_point_table, scaling_table
+from width_study.tables import best_point_table, models_trained, scaling_table
 
 SCALINGS = ("none", "fan_avg", "sqrt_fan_avg")
 """The scalings of the default study; ``--scalings`` takes any of ``ll2.SCALINGS``."""
@@ -89,41 +89,43 @@ def group_of(path: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(LambdaSettings):
-  """The settings of one lambda study (``--study lambda``); the defaults are version 0.2's."""
+class Text:
+  """The model and the text, in both studies."""
 
-  widths: tuple[int, ...] = (32, 64, 128)
   layers: int = 2
   heads: int = 4
   context: int = 64
+  train_chars: int = 8_000  # 0: the whole training split
+  valid_chars: int = 20_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(LambdaSettings, Text):
+  """The settings of one lambda study (``--study lambda``); the defaults are version 0.2's."""
+
+  widths: tuple[int, ...] = (32, 64, 128)
   scalings: tuple[str, ...] = SCALINGS
   seeds: int = 2
   points: int = 9
   steps: int = 300
   batch_size: int = 16
-  train_chars: int = 8_000
-  valid_chars: int = 20_000
 
 
 QUICK = Config(widths=(16, 32), seeds=1, points=3, decades=2.0, steps=30, context=16)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class JointConfig(JointSettings):
+class JointConfig(JointSettings, Text):
   """The settings of one joint study (``--study joint``); the defaults are the default study."""
 
   widths: tuple[int, ...] = (32, 64, 128)
-  layers: int = 2
-  heads: int = 4
-  context: int = 64
   # One rate (plain, and version 0.2's decay rule) against the recommended `mup`;
   # the default study took 51 minutes (3,037 s) on 2 CPU cores.
   recipes: tuple[str, ...] = ("adamw", "sqrt_fan_avg", "mup")
   seeds: int = 2
   steps: int = 0  # 0: one pass over the training text, every character predicted once
   batch_size: int = 16
-  train_chars: int = 0  # 0: the whole training split
-  valid_chars: int = 20_000
+  train_chars: int = 0
   # The base width's box, 3 points a decade: around the optima of a pilot in
   # one pass (best rate >= 1e-2 at d_model 32, its lambda falling about as
   # fast as the rate rises).
@@ -152,32 +154,6 @@ def model_config(cfg: Config | JointConfig, width: int) -> lm.Config:
   return lm.Config(corpus().vocab, width, cfg.layers, cfg.heads, cfg.context)
 
 
-def shapes(cfg: Config | JointConfig, width: int) -> Any:
-  """The parameter shapes of the model of ``d_model = width`` (for ``base=``)."""
-  return jax.eval_shape(lambda: lm.init(jax.random.key(0), model_config(cfg, width)))
-
-
-def load(cfg: Config | JointConfig) -> StudyData:
-  """The training and validation text, and each seed's window starts."""
-  train = jnp.asarray(corpus().train[: cfg.train_chars or None])
-  valid = jnp.asarray(corpus().valid[: cfg.valid_chars])
-  joint = isinstance(cfg, JointConfig)
-  # A joint study measures the training loss on the first `valid_chars` training characters.
-  sample = train[: cfg.valid_chars] if joint else train
-  seeds, n = range(cfg.seeds), len(train)
-  if cfg.steps:
-    starts = [lm.batch_starts(n, cfg.context + 1, cfg.batch_size, cfg.steps, s) for s in seeds]
-  else:
-    starts = [lm.one_pass_starts(n, cfg.context, cfg.batch_size, s) for s in seeds]
-  batches = jnp.stack([jnp.asarray(b) for b in starts])
-  info = {"python": sys.version.split()[0], "vocab": corpus().vocab, "train_chars": n}
-  info["valid_chars"] = int(valid.shape[0])
-  if joint:
-    steps = int(batches.shape[1])
-    info |= {"steps": steps, "passes": round(steps * cfg.batch_size * cfg.context / n, 2)}
-  return StudyData({"train": train, "valid": valid, "train_sample": sample}, batches, info)
-
-
 def corpus_text(cfg: Config | JointConfig, info: dict[str, Any]) -> str:
   """The start of a summary's first paragraph: the text and the model."""
   return (
@@ -190,37 +166,47 @@ def corpus_text(cfg: Config | JointConfig, info: dict[str, Any]) -> str:
 class TransformerStudy(Architecture):
   """The character-level Transformer of ``examples/transformer_lm.py``; widths are ``d_model``."""
 
-  description = __doc__.split("\n\n")[0]
   out = Path("runs/transformer_width_study")
   studies: ClassVar = {"joint": (JointConfig(), JOINT_QUICK), "lambda": (Config(), QUICK)}
+  label, unit = "d", "bpc"
   centres = CENTRES
   metrics = METRICS
-  label, unit = "d", "bpc"
-  flag_help: ClassVar = {
-    "widths": "d_model values",
-    "steps": "training steps (joint: 0 for one pass)",
-  }
+  flag_help: ClassVar = {"widths": "d_model values", "steps": "training steps; joint: 0, one pass"}
 
   def param_shapes(self, cfg, width):
-    return shapes(cfg, width)
+    return jax.eval_shape(lambda: lm.init(jax.random.key(0), model_config(cfg, width)))
 
   def init(self, cfg, width, key):
     return lm.init(key, model_config(cfg, width))
 
   def load(self, cfg):
-    return load(cfg)
+    """The training and validation text, and each seed's window starts."""
+    train = jnp.asarray(corpus().train[: cfg.train_chars or None])
+    valid = jnp.asarray(corpus().valid[: cfg.valid_chars])
+    joint = isinstance(cfg, JointConfig)
+    # A joint study measures the training loss on the first `valid_chars` training characters.
+    sample = train[: cfg.valid_chars] if joint else train
+    seeds, n = range(cfg.seeds), len(train)
+    if cfg.steps:
+      starts = [lm.batch_starts(n, cfg.context + 1, cfg.batch_size, cfg.steps, s) for s in seeds]
+    else:
+      starts = [lm.one_pass_starts(n, cfg.context, cfg.batch_size, s) for s in seeds]
+    batches = jnp.stack([jnp.asarray(b) for b in starts])
+    info = {"python": sys.version.split()[0], "vocab": corpus().vocab, "train_chars": n}
+    info["valid_chars"] = int(valid.shape[0])
+    if joint:
+      steps = int(batches.shape[1])
+      info |= {"steps": steps, "passes": round(steps * cfg.batch_size * cfg.context / n, 2)}
+    return StudyData({"train": train, "valid": valid, "train_sample": sample}, batches, info)
 
   def fit(self, cfg, width, scaling, base):
     model = model_config(cfg, width)
-    shares = penalty_shares(shapes(cfg, width), scaling, base, group_of, GROUPS)
+    shares = penalty_shares(self.param_shapes(cfg, width), scaling, base, group_of, GROUPS)
 
     def fit(tx, params, starts, data):
       params, _, _ = lm.fit(model, tx, params, data["train"], starts)
-      metrics = {
-        "test_loss": lm.evaluate(model, params, data["valid"]),
-        "train_loss": lm.evaluate(model, params, data["train_sample"]),
-      }
-      return metrics | shares(params)
+      test, train = (lm.evaluate(model, params, data[k]) for k in ("valid", "train_sample"))
+      return {"test_loss": test, "train_loss": train} | shares(params)
 
     return fit
 
@@ -252,10 +238,7 @@ class TransformerStudy(Architecture):
     ]
     cell = functools.partial(share_cell, groups=GROUPS)
     lines += best_point_table(grid, found, cfg.lattice(), cfg.widths, cfg.recipes, cell, 15, "d")
-    base, *wider = cfg.widths
-    trained = sum(row.metrics["test_loss"].size for row in grid.values() if row.width in wider)
-    trained += grid[cfg.recipes[0], base].metrics["test_loss"].size
-    return [*lines, "", f"{trained} models trained."]
+    return [*lines, "", f"{models_trained(grid, cfg.widths, cfg.recipes)} models trained."]
 
   def joint_titles(self, cfg):
     regime = "random windows" if cfg.steps else "one pass"
@@ -278,14 +261,12 @@ class TransformerStudy(Architecture):
     def cell(row: Row) -> str:
       return share_cell({k: v[nearest_point(row)] for k, v in row.metrics.items()}, GROUPS)
 
-    grid, base = regularised(rows), unregularised(rows)
+    grid, base, cells = regularised(rows), unregularised(rows), (cell, cell)
     return [
       "",
       "How the penalty s*||w||^2 is shared at each optimum (unregularised: under plain L2),",
       "in % for embeddings / attention / MLP / head kernels.",
-      *scaling_table(
-        grid, base, cfg.widths, cfg.scalings, cfg.modes, (cell, cell), 15, "d", "none"
-      ),
+      *scaling_table(grid, base, cfg.widths, cfg.scalings, cfg.modes, cells, 15, "d", "none"),
     ]
 
   def lambda_figures(self, rows: Sequence[Row], cfg: Config, out: Path) -> None:

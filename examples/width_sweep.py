@@ -32,7 +32,7 @@ See ``docs/study.md`` for what came out.
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -46,7 +46,7 @@ from width_study.architecture import Architecture, StudyData
 from width_study.grid import Centres
 from width_study.plots import plot_lambda_study
 from width_study.recipes import RATE_SHAPES
-from width_study.runs import Row, regularised, unregularised
+from width_study.runs import Row
 from width_study.settings import JointSettings, LambdaSettings
 from width_study.tables import accuracy_table, best_point_table
 
@@ -66,19 +66,14 @@ CENTRES = Centres(
   # Without a base (`--absolute`) the scalings differ by orders of magnitude in
   # `s` (for a 512 x 512 kernel: 1, 4e-6, 4e-3, 2e-3), and the decoupled decay
   # is multiplied by the learning rate, so every (scaling, mode) pair needs its
-  # own centre, here (coupled, decoupled). Found with a pilot of 17 values over
-  # 8 decades at widths 32 and 256 (one seed), and set a quarter decade below
-  # the middle of its optima: the loss falls slowly below an optimum and
-  # collapses fast above it.
+  # own centre. Found with a pilot of 17 values over 8 decades at widths 32 and
+  # 256 (one seed), and set a quarter decade below the middle of its optima:
+  # the loss falls slowly below an optimum and collapses fast above it.
   absolute={
-    (scaling, mode): centre
-    for scaling, pair in {
-      "none": (-2.75, -0.45),
-      "numel": (0.95, 3.05),
-      "fan_avg": (-1.25, 0.85),
-      "fan_in": (-0.95, 1.15),
-    }.items()
-    for mode, centre in zip(("coupled", "decoupled"), pair, strict=True)
+    "none": {"coupled": -2.75, "decoupled": -0.45},
+    "numel": {"coupled": 0.95, "decoupled": 3.05},
+    "fan_avg": {"coupled": -1.25, "decoupled": 0.85},
+    "fan_in": {"coupled": -0.95, "decoupled": 1.15},
   },
 )
 
@@ -183,54 +178,17 @@ def param_shapes(width: int) -> dict:
 KERNELS = layer_balance.Kernels(LAYERS, param_shapes, ("40 -> w", "w -> w", "w -> 10"))
 
 
-def make_fit(width: int, init: str) -> Callable[..., dict]:
-  """``fit(tx, params, batches, data)``: one MLP trained with ``tx`` in a ``lax.scan``; metrics."""
-  model = MLP(width, init_name=init)
-
-  def data_loss(params, xb, yb):
-    logits = model.apply({"params": params}, xb)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-  def evaluate(params, xs, ys):
-    logits = model.apply({"params": params}, xs)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
-    return loss, (logits.argmax(-1) == ys).mean()
-
-  def fit(tx, params, batches, data):
-    def step(carry, batch):
-      params, opt_state = carry
-      grads = jax.grad(data_loss)(params, data["x"][batch], data["y"][batch])
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), batches)
-    test_loss, test_acc = evaluate(params, data["x_test"], data["y_test"])
-    train_loss, train_acc = evaluate(params, data["x"], data["y"])
-    metrics = {
-      "test_acc": test_acc,
-      "test_loss": test_loss,
-      "train_loss": train_loss,
-      "train_acc": train_acc,
-    }
-    for layer in LAYERS:
-      metrics[f"ms_{layer}"] = jnp.mean(params[layer]["kernel"] ** 2)
-    return metrics
-
-  return fit
-
-
 # --- the architecture of the study ----------------------------------------------------------
 
 
 class MLPStudy(Architecture):
   """The MLP ``40 -> w -> w -> 10`` on MNIST-1D."""
 
-  description = __doc__.split("\n\n")[0]
   out = Path("runs/width_sweep")
   studies: ClassVar = {"joint": (JointConfig(), JOINT_QUICK), "lambda": (Config(), QUICK)}
+  span = 0.2
   centres = CENTRES
   metrics = METRICS
-  span = 0.2
   flag_help: ClassVar = {"steps": "Adam steps per run"}
 
   def param_shapes(self, cfg, width):
@@ -242,14 +200,35 @@ class MLPStudy(Architecture):
   def load(self, cfg):
     data = load_mnist1d()
     n = data["x"].shape[0]
-    shuffles = lambda seed: batch_indices(  # noqa: E731
-      jax.random.key(seed + 10_000), n, cfg.steps, cfg.batch_size
-    )
+
+    def shuffles(seed: jax.Array) -> jax.Array:  # each seed its own
+      return batch_indices(jax.random.key(seed + 10_000), n, cfg.steps, cfg.batch_size)
+
     batches = jax.jit(jax.vmap(shuffles))(jnp.arange(cfg.seeds))
     return StudyData({k: jnp.asarray(v) for k, v in data.items()}, batches)
 
   def fit(self, cfg, width, scaling, base):
-    return make_fit(width, cfg.init)
+    model = MLP(width, init_name=cfg.init)
+
+    def evaluate(params, xs, ys):  # the loss, and the accuracy beside it
+      logits = model.apply({"params": params}, xs)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
+      return loss, (logits.argmax(-1) == ys).mean()
+
+    def fit(tx, params, batches, data):
+      def step(carry, batch):
+        params, opt_state = carry
+        grads, _ = jax.grad(evaluate, has_aux=True)(params, data["x"][batch], data["y"][batch])
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+      (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), batches)
+      test_loss, test_acc = evaluate(params, data["x_test"], data["y_test"])
+      train_loss, train_acc = evaluate(params, data["x"], data["y"])
+      squares = [jnp.mean(params[layer]["kernel"] ** 2) for layer in LAYERS]
+      return dict(zip(METRICS, (test_acc, test_loss, train_loss, train_acc, *squares), strict=True))
+
+    return fit
 
   def rate_shape(self, cfg, steps):
     return RATE_SHAPES[cfg.schedule](steps)
@@ -287,9 +266,7 @@ class MLPStudy(Architecture):
     )
 
   def lambda_tables(self, rows: Sequence[Row], cfg: Config) -> list[str]:
-    grid, base = regularised(rows), unregularised(rows)
-    accuracy = accuracy_table(grid, base, cfg.widths, cfg.scalings, cfg.modes)
-    return ["", *accuracy, *layer_balance.tables(rows, cfg, KERNELS)]
+    return ["", *accuracy_table(rows, cfg), *layer_balance.tables(rows, cfg, KERNELS)]
 
   def lambda_figures(self, rows: Sequence[Row], cfg: Config, out: Path) -> None:
     title = f"MNIST-1D, {{mode}} decay: mean over {cfg.seeds} seeds (band: min-max)"

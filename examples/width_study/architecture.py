@@ -11,6 +11,7 @@ vmapped programs, the searches, ``runs.csv``, ``config.json`` and
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,7 +58,8 @@ class Architecture:
   """One architecture of the width studies; a study script subclasses it.
 
   Attributes:
-    description: the first line of ``--help``.
+    description: the first line of ``--help``: by default the first paragraph
+      of the docstring of the module that defines the architecture.
     out: the default ``--out``.
     studies: ``"joint"`` and ``"lambda"``, each ``(default settings, --quick's)``;
       the first is the default study.
@@ -70,7 +72,6 @@ class Architecture:
     flag_help: help of the shared flags in its own words, by flag (``"widths"``).
   """
 
-  description: str
   out: Path
   studies: dict[str, tuple[Any, Any]]
   centres: Centres
@@ -80,6 +81,11 @@ class Architecture:
   unit: str = "test loss"
   span: float = 0.3
   flag_help: ClassVar[dict[str, str]] = {}
+
+  @property
+  def description(self) -> str:
+    doc = sys.modules[type(self).__module__].__doc__ or ""
+    return doc.split("\n\n")[0]
 
   # --- the model ----------------------------------------------------------------------------
 

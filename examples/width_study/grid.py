@@ -56,7 +56,7 @@ class Centres:
   Attributes:
     relative: by mode, for scalings relative to the narrowest model, where
       every scaling is plain L2 and one centre a mode serves them all.
-    absolute: by ``(scaling, mode)``, for absolute factors (no base), where
+    absolute: by scaling, then by mode, for absolute factors (no base), where
       the scalings differ by orders of magnitude. A scaling not listed is
       centred by the rescaling argument: ``none``'s centre (listed, or else
       the relative one) over the geometric mean of its decayed leaves'
@@ -64,16 +64,16 @@ class Centres:
   """
 
   relative: dict[str, float]
-  absolute: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+  absolute: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
   def centre(self, scaling: str, mode: str, absolute: bool, narrowest: Callable[[], Any]) -> float:
     """log10 of the centre of one grid; ``narrowest()`` gives the narrowest model's shapes."""
     if not absolute:
       return self.relative[mode]
-    if (scaling, mode) in self.absolute:
-      return self.absolute[scaling, mode]
+    if mode in self.absolute.get(scaling, {}):
+      return self.absolute[scaling][mode]
     factors = [s for s in jax.tree.leaves(ll2.scales(narrowest(), scaling)) if s > 0]
-    none = self.absolute.get(("none", mode), self.relative[mode])
+    none = self.absolute.get("none", {}).get(mode, self.relative[mode])
     return none - float(np.mean(np.log10(factors)))
 
   def grid(

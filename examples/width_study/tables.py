@@ -10,7 +10,8 @@ import numpy as np
 
 from width_study.lattice import Lattice
 from width_study.optimum import optimum, transfer_cost
-from width_study.runs import Row
+from width_study.runs import Row, regularised, unregularised
+from width_study.settings import LambdaSettings
 from width_study.transfer import JointGrid, Transfer
 
 Grid = dict[tuple[str, str, int], Row]
@@ -81,34 +82,6 @@ def reuse_table(
   return lines
 
 
-def scaling_table(
-  grid: Grid,
-  baseline: dict[int, Row],
-  widths: Sequence[int],
-  scalings: Sequence[str],
-  modes: Sequence[str],
-  cells: tuple[Callable[[Row], str], Callable[[Row], str]],
-  cell_width: int,
-  label: str = "w",
-  plain: str = "-",
-) -> list[str]:
-  """A line per ``(scaling, mode)``, the unregularised networks first, a column a width.
-
-  ``cells`` makes the text of an unregularised row's cell and of a regularised
-  row's; the unregularised line is named ``plain`` in the scaling column.
-  """
-  plain_cell, cell = cells
-  lines = _header(f"{'scaling':<12} {'mode':<13}", [f"{label}={w}" for w in widths], cell_width)
-  lines.append(
-    f"{plain:<12} {'unregularised':<13} " + " ".join(plain_cell(baseline[w]) for w in widths)
-  )
-  for mode in modes:
-    for scaling in scalings:
-      row_cells = [cell(grid[scaling, mode, w]) for w in widths]
-      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(row_cells))
-  return lines
-
-
 def best_loss_table(
   grid: Grid,
   baseline: dict[int, Row],
@@ -141,22 +114,48 @@ def best_loss_table(
   return lines
 
 
-def accuracy_table(
-  grid: Grid,
-  baseline: dict[int, Row],
-  widths: Sequence[int],
-  scalings: Sequence[str],
-  modes: Sequence[str],
-) -> list[str]:
-  """Test accuracy at the loss-optimal lambda and the best over the grid."""
+def accuracy_table(rows: Sequence[Row], cfg: LambdaSettings) -> list[str]:
+  """Test accuracy at the loss-optimal lambda and the best over the grid (a ``test_acc`` metric)."""
 
   def cell(row: Row) -> str:
     o = optimum(row)
     return f"{100 * o.acc_at_optimum:.1f}/{100 * o.best_acc:.1f}".rjust(11)
 
+  def plain(row: Row) -> str:
+    return f"{100 * row.metrics['test_acc'].mean():.1f}".rjust(11)
+
+  grid, baseline = regularised(rows), unregularised(rows)
   lines = ["Test accuracy (%, mean over seeds): at the loss-optimal lambda / best over the grid."]
-  plain = lambda row: f"{100 * row.metrics['test_acc'].mean():.1f}".rjust(11)  # noqa: E731
-  return lines + scaling_table(grid, baseline, widths, scalings, modes, (plain, cell), 11)
+  table = scaling_table(grid, baseline, cfg.widths, cfg.scalings, cfg.modes, (plain, cell), 11)
+  return lines + table
+
+
+def scaling_table(
+  grid: Grid,
+  baseline: dict[int, Row],
+  widths: Sequence[int],
+  scalings: Sequence[str],
+  modes: Sequence[str],
+  cells: tuple[Callable[[Row], str], Callable[[Row], str]],
+  cell_width: int,
+  label: str = "w",
+  plain: str = "-",
+) -> list[str]:
+  """A line per ``(scaling, mode)``, the unregularised networks first, a column a width.
+
+  ``cells`` makes the text of an unregularised row's cell and of a regularised
+  row's; the unregularised line is named ``plain`` in the scaling column.
+  """
+  plain_cell, cell = cells
+  lines = _header(f"{'scaling':<12} {'mode':<13}", [f"{label}={w}" for w in widths], cell_width)
+  lines.append(
+    f"{plain:<12} {'unregularised':<13} " + " ".join(plain_cell(baseline[w]) for w in widths)
+  )
+  for mode in modes:
+    for scaling in scalings:
+      row_cells = [cell(grid[scaling, mode, w]) for w in widths]
+      lines.append(f"{scaling:<12} {mode:<13} " + " ".join(row_cells))
+  return lines
 
 
 # --- joint studies: the learning rate and lambda tuned together -------------------------------
@@ -267,3 +266,10 @@ def best_point_table(
       cells.append(cell({name: values[k] for name, values in row.metrics.items()}))
     lines.append(f"{recipe:<15} " + " ".join(cells))
   return lines
+
+
+def models_trained(grid: JointGrid, widths: Sequence[int], recipes: Sequence[str]) -> int:
+  """How many models a joint study trained: every point and seed, the shared base's once."""
+  base, *wider = widths
+  trained = sum(row.metrics["test_loss"].size for row in grid.values() if row.width in wider)
+  return trained + grid[recipes[0], base].metrics["test_loss"].size
