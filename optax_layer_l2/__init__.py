@@ -11,6 +11,7 @@ from optax_layer_l2._describe import Report, Row, describe
 from optax_layer_l2._fans import Dims, Fans, InferredDims, fans, stacked
 from optax_layer_l2._infer import infer_dims
 from optax_layer_l2._learning_rate import layer_lr
+from optax_layer_l2._mup import rescale_init
 from optax_layer_l2._penalty import penalty
 from optax_layer_l2._scales import scales
 from optax_layer_l2._scaling import LR_SCALINGS, SCALINGS, LeafInfo
@@ -36,6 +37,7 @@ __all__ = [
   "layer_l2",
   "layer_lr",
   "penalty",
+  "rescale_init",
   "scales",
   "stacked",
 ]

@@ -135,6 +135,8 @@ class LeafDecision:
     reason: the same, in words for a report (``"named 'bias'"``).
     base_shape: the shape of the base model's leaf, where a base was given
       and the leaf is selected.
+    base_fans: the fans of that base leaf, likewise.
+    dims: the leaf's :class:`Dims`, where its fans were computed.
   """
 
   path: str
@@ -147,6 +149,8 @@ class LeafDecision:
   skip: Skip | None
   reason: str | None
   base_shape: tuple[int, ...] | None = None
+  base_fans: Fans | None = None
+  dims: Dims | None = None
 
   @property
   def selected(self) -> bool:
@@ -298,11 +302,17 @@ def decide(rule: LeafRule, params: Any) -> Decisions:
     if multiplier == 0.0:
       decisions.append(_skipped(path, shape, Skip.MULTIPLIER_ZERO, "multiplier 0", fans, fans_from))
       continue
-    factor = checked_factor(rule.scaling_fn(LeafInfo.of(path, shape, fans)), rule.argname, path)
-    found_base_shape = None
+    info = LeafInfo.of(path, shape, fans, leaf_dims)
+    factor = checked_factor(rule.scaling_fn(info), rule.argname, path)
+    found_base_shape = found_base_fans = None
     if rule.base is not None:
       found_base_shape = base_shape(path, shape, base_at[i])
-      base_factor = _base_factor(rule, path, found_base_shape, base_dims[i])
+      found_base_fans = leaf_fans(path, found_base_shape, base_dims[i] or leaf_dims)
+      base_factor = checked_factor(
+        rule.scaling_fn(LeafInfo.of(path, found_base_shape, found_base_fans, leaf_dims)),
+        rule.argname,
+        f"{path} (in `base`)",
+      )
       factor = relative(factor, base_factor, path, found_base_shape, rule.argname)
     decisions.append(
       LeafDecision(
@@ -316,6 +326,8 @@ def decide(rule: LeafRule, params: Any) -> Decisions:
         skip=None,
         reason=None,
         base_shape=found_base_shape,
+        base_fans=found_base_fans,
+        dims=leaf_dims,
       )
     )
   return Decisions(tuple(decisions), treedef)
@@ -346,12 +358,3 @@ def _default_mask(
     why = f"rank {layer_rank}"
     return _skipped(path, shape, Skip.RANK, why, fans, None if fans is None else fans_from)
   return None
-
-
-def _base_factor(rule: LeafRule, path: str, shape: tuple[int, ...], dims: Dims | None) -> float:
-  """``c(base leaf)`` for the selected leaf at ``path``, whose base leaf has ``shape``."""
-  if dims is None:
-    dims = default_dims(path, shape)
-  fans = leaf_fans(path, shape, dims)
-  value = rule.scaling_fn(LeafInfo.of(path, shape, fans))
-  return checked_factor(value, rule.argname, f"{path} (in `base`)")

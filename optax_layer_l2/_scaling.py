@@ -7,7 +7,8 @@ import types
 from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
-from optax_layer_l2._fans import Fans
+from optax_layer_l2._attention import query_factor
+from optax_layer_l2._fans import Dims, Fans
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +21,7 @@ class LeafInfo:
     fan_in: fan-in of one layer, receptive field included.
     fan_out: fan-out of one layer, receptive field included.
     numel: element count of one layer (stacked-layer axes excluded).
+    dims: the leaf's :class:`Dims` (which axes are which), or ``None``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -35,10 +37,13 @@ class LeafInfo:
   fan_in: int
   fan_out: int
   numel: int
+  dims: Dims | None = None
 
   @classmethod
-  def of(cls, path: str, shape: tuple[int, ...], fans: Fans) -> "LeafInfo":
-    return cls(path, shape, fans.fan_in, fans.fan_out, fans.numel)
+  def of(
+    cls, path: str, shape: tuple[int, ...], fans: Fans, dims: Dims | None = None
+  ) -> "LeafInfo":
+    return cls(path, shape, fans.fan_in, fans.fan_out, fans.numel, dims)
 
 
 ScalingFn: TypeAlias = Callable[[LeafInfo], float]
@@ -76,12 +81,23 @@ _DECAY = {
   "inv_sqrt_fan_in": _INV_SQRT_FAN_IN,
 }
 
+
+def _mup_rate(info: LeafInfo) -> float:
+  """``1/fan_in``, and ``1/sqrt(head_dim)`` more for an attention query kernel."""
+  if info.dims is None:
+    return 1.0 / info.fan_in
+  return query_factor(info.path, info.shape, info.dims) / info.fan_in
+
+
 _RATE = {
   "none": _ONE,
   # muP's and Everett et al.'s per-layer Adam rates: a kernel whose fan-in
   # grows m times gets 1/m of the rate; a fixed fan-in keeps it.
   "inv_fan_in": _Named("1/fan_in", lambda info: 1.0 / info.fan_in),
   "inv_sqrt_fan_in": _INV_SQRT_FAN_IN,
+  # With `rescale_init`: muP's whole Adam recipe, the logits' 1/head_dim moved
+  # into the query kernels' rate as into their initialisation.
+  "mup": _Named("1/fan_in, and 1/sqrt(head_dim) more for a query kernel", _mup_rate),
 }
 
 SCALINGS: Mapping[str, ScalingFn] = types.MappingProxyType(
