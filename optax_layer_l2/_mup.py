@@ -41,10 +41,13 @@ from optax_layer_l2._paths import flatten_with_paths
 from optax_layer_l2._rule import DimsOption, LeafRule, decide
 
 
-def _rms(leaf: Any) -> float:
-  value = jnp.asarray(leaf)
-  wide = value.astype(compute_dtype(value.dtype))
-  return float(jnp.sqrt(jnp.mean(wide * wide)))
+def _rms(value: jax.Array, dtype: Any) -> jax.Array:
+  wide = value.astype(dtype)
+  return jnp.sqrt(jnp.mean(wide * wide))
+
+
+def _is_concrete(value: Any) -> bool:
+  return not isinstance(value, jax.core.Tracer)
 
 
 def rescale_init(
@@ -58,7 +61,8 @@ def rescale_init(
 ) -> Any:
   r"""``params`` rescaled so that a wider model starts as muP prescribes relative to ``base``.
 
-  Run it once, on the freshly initialised wide model, before training;
+  Run it once, on the freshly initialised wide model, before training (it
+  works under ``jax.jit`` and ``jax.vmap`` too, over seeds say);
   train with per-layer rates ``lr_scaling="mup"`` relative to the same base
   (:func:`layer_adamw` or :func:`layer_lr`). Each selected leaf ``w`` (the
   default mask's: kernels and embeddings) is multiplied by
@@ -138,7 +142,7 @@ def rescale_init(
       continue
     assert decision.fans is not None and decision.base_fans is not None
     base_leaf = base_by_path[decision.path]
-    if not isinstance(base_leaf, (jax.Array, np.ndarray)):
+    if not isinstance(base_leaf, (jax.Array, np.ndarray, jax.core.Tracer)):
       raise TypeError(
         f"`rescale_init` needs the base model's initial params (arrays) in `base`; at leaf "
         f"{decision.path!r} it holds {type(base_leaf).__name__}. It measures the size the "
@@ -155,17 +159,15 @@ def rescale_init(
       assert decision.dims is not None
       wide = query_factor(decision.path, decision.shape, decision.dims, query)
       factor *= wide / query_factor(decision.path, decision.base_shape, decision.dims, query)
-    size, base_size = _rms(leaf), _rms(base_leaf)
-    if size == 0.0:
-      out.append(leaf)  # a zero start stays zero (it has no size to rescale)
-      continue
-    if base_size == 0.0:
+    value = jnp.asarray(leaf)
+    dtype = compute_dtype(value.dtype)
+    size, base_size = _rms(value, dtype), _rms(jnp.asarray(base_leaf), dtype)
+    if _is_concrete(base_size) and _is_concrete(size) and base_size == 0.0 and size != 0.0:
       raise ValueError(
         f"`rescale_init`: `base` leaf {decision.path!r} is all zeros but the leaf is not; "
         "the base's size is the size to scale from."
       )
-    value = jnp.asarray(leaf)
-    dtype = compute_dtype(value.dtype)
-    scaled = value.astype(dtype) * jnp.asarray(factor * base_size / size, dtype)
-    out.append(scaled.astype(value.dtype))
+    # A zero start stays zero: it has no size to rescale.
+    ratio = jnp.where(size > 0, base_size / jnp.where(size > 0, size, 1), 1)
+    out.append((value.astype(dtype) * (ratio * jnp.asarray(factor, dtype))).astype(value.dtype))
   return decisions.tree(out)

@@ -381,21 +381,24 @@ CASES = {
     lambda: ll2.layer_lr("inv_fan_out", base=PARAMS),
     ValueError,
     "`lr_scaling='inv_fan_out'` is not a known scaling; use one of 'none' (1), 'inv_fan_in' "
-    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), or a callable "
+    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), 'mup' (1/fan_in, and 1/sqrt(head_dim) "
+    "more for a query kernel), or a callable "
     "`lr_scaling(info: LeafInfo) -> float`.",
   ),
   "layer_lr with a decay scaling's name": (
     lambda: ll2.layer_lr("fan_avg", base=PARAMS),
     ValueError,
     "`lr_scaling='fan_avg'` is not a known scaling; use one of 'none' (1), 'inv_fan_in' "
-    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), or a callable "
+    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), 'mup' (1/fan_in, and 1/sqrt(head_dim) "
+    "more for a query kernel), or a callable "
     "`lr_scaling(info: LeafInfo) -> float`.",
   ),
   "layer_adamw with an unknown lr_scaling": (
     lambda: ll2.layer_adamw(1e-3, 0.1, lr_scaling="muP", base=PARAMS),
     ValueError,
     "`lr_scaling='muP'` is not a known scaling; use one of 'none' (1), 'inv_fan_in' "
-    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), or a callable "
+    "(1/fan_in), 'inv_sqrt_fan_in' (1/sqrt(fan_in)), 'mup' (1/fan_in, and 1/sqrt(head_dim) "
+    "more for a query kernel), or a callable "
     "`lr_scaling(info: LeafInfo) -> float`.",
   ),
   "layer_lr without a base": (
