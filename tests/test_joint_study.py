@@ -1,14 +1,17 @@
-"""The joint study's machinery, on synthetic inputs whose answers are known.
+"""The width studies' machinery, on synthetic inputs whose answers are known.
 
 The lattice of (learning rate, lambda) pairs, the search that walks it, the
-quadratic refinement of an optimum, the transfer measures and their table, and
-``runs.csv`` with its learning-rate column. The studies themselves run as smoke
-tests in ``test_width_sweep.py`` and ``test_transformer_width_study.py``.
+quadratic refinement of an optimum, the transfer measures and their table,
+``runs.csv`` with its learning-rate column, the check of the base width's shared
+rows, the settings' grids, and the driver through a tiny architecture of its
+own. The studies themselves run as smoke tests in ``test_width_sweep.py`` and
+``test_transformer_width_study.py``.
 """
 
 import csv
 import dataclasses
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -468,3 +471,307 @@ def test_a_resumed_base_goes_on_from_its_best_point_not_from_the_box() -> None:
   wider_box = [(i, j) for i in range(0, 10) for j in range(-8, 2)]
   runs.run_joint(**options, base_box=wider_box, train_points=train_points, done=rows)
   assert len(trained) == count  # the base's best point is surrounded: nothing to train
+
+
+# --- the base width's shared rows ---------------------------------------------------------------
+
+
+def test_a_recipe_that_differs_at_the_base_is_refused_before_anything_is_trained() -> None:
+  from width_study.shared_base import AtBase
+
+  train_points, trained = _bowl_study({"stays": 0, "moves": 0})
+  plain = AtBase((("hidden/kernel", 1.0, 1.0), ("hidden/bias", 0.0, 1.0)))
+  odd = AtBase((("hidden/kernel", 2.0, 1.0), ("hidden/bias", 0.0, 1.0)))
+  forms = {"stays": plain, "moves": odd}
+  box = [(i, j) for i in range(4, 7) for j in range(-4, -1)]
+  options = {"widths": (8, 16), "recipes": ("stays", "moves"), "lattice": LATTICE}
+  message = (
+    "recipe 'moves' does not train what 'stays' trains at the base width 8 "
+    r"\(hidden/kernel has s=2.0, r=1.0 against s=1.0, r=1.0\)"
+  )
+  with pytest.raises(ValueError, match=message):
+    runs.run_joint(
+      **options, base_box=box, train_points=train_points, max_moves=1, at_base=forms.get
+    )
+  assert trained == []
+  # The same forms under both names: shared, and the base trained once, under the first name.
+  forms["moves"] = AtBase(plain.factors)
+  rows = runs.run_joint(
+    **options, base_box=box, train_points=train_points, max_moves=1, at_base=forms.get
+  )
+  assert {recipe for width, recipe, _ in trained if width == 8} == {"stays"}
+  grid = runs.joint_rows(rows)
+  np.testing.assert_array_equal(
+    grid["stays", 8].metrics["test_loss"], grid["moves", 8].metrics["test_loss"]
+  )
+
+
+def test_a_changed_init_is_a_difference_at_the_base() -> None:
+  from width_study.shared_base import PLAIN_INIT, AtBase
+
+  factors = (("dense/kernel", 1.0, 1.0),)
+  assert AtBase(factors).difference(AtBase(factors)) is None
+  assert AtBase(factors).init == PLAIN_INIT
+  why = AtBase(factors, "doubled changes them").difference(AtBase(factors))
+  assert why == f"its initial weights: doubled changes them, not {PLAIN_INIT}"
+  # A leaf one of them lacks differs too.
+  more = AtBase((*factors, ("head/kernel", 1.0, 1.0)))
+  assert more.difference(AtBase(factors)) == "head/kernel has s=1.0, r=1.0 against s=None, r=None"
+
+
+def test_every_recipe_is_plain_adamw_at_the_base() -> None:
+  from width_study.recipes import RECIPES
+  from width_study.shared_base import factors_at_base
+
+  base = {
+    "hidden": {"kernel": np.zeros((40, 32)), "bias": np.zeros(32)},
+    "out": {"kernel": np.zeros((32, 10)), "bias": np.zeros(10)},
+  }
+  plain = factors_at_base(base, "none")
+  assert plain.factors == (
+    ("hidden/bias", 0.0, 1.0),
+    ("hidden/kernel", 1.0, 1.0),
+    ("out/bias", 0.0, 1.0),
+    ("out/kernel", 1.0, 1.0),
+  )
+  assert {name: recipe.at_base(base) for name, recipe in RECIPES.items()} == dict.fromkeys(
+    RECIPES, plain
+  )
+
+
+def test_rows_of_a_scaling_that_differs_at_the_shared_width_are_trained_on_their_own() -> None:
+  grid = {"coupled": np.array([0.1, 1.0])}
+  plan = runs.study_plan((8, 16), ("none", "odd", "fan_avg"), tuple(grid), lambda s, m: grid[m])
+  calls = []
+
+  def train_row(width, scaling, mode, lambdas):
+    calls.append((width, scaling, mode))
+    return {"test_loss": np.full((len(lambdas), 1), float(len(calls)))}
+
+  rows = runs.run_rows(plan, train_row, shared_width=8, at_base=lambda s: s == "odd")
+  # At width 8, fan_avg shares none's row; odd, another optimizer there, is trained.
+  assert calls[:3] == [(8, "-", "unregularised"), (8, "none", "coupled"), (8, "odd", "coupled")]
+  assert (16, "fan_avg", "coupled") in calls and (8, "fan_avg", "coupled") not in calls
+  assert [r.metrics["test_loss"][0, 0] for r in rows[:4]] == [1.0, 2.0, 3.0, 2.0]
+
+
+# --- the settings: the lambda grids and the lattice, in one place -------------------------------
+
+
+def _settings():
+  sys.path.insert(0, str(ROOT / "examples"))
+  try:
+    from width_study import grid, settings
+  finally:
+    sys.path.pop(0)
+  return grid, settings
+
+
+def test_relative_grids_are_one_a_mode_and_absolute_ones_follow_the_factors() -> None:
+  import optax_layer_l2 as ll2
+
+  grid, settings = _settings()
+  centres = grid.Centres({"coupled": -2.0, "decoupled": 0.5}, {"fan_avg": {"coupled": 1.0}})
+  shapes = {"a": {"kernel": np.zeros((8, 16))}, "b": {"kernel": np.zeros((16, 4))}}
+  assert centres.centre("sqrt_fan_in", "coupled", False, lambda: shapes) == -2.0
+  assert centres.centre("fan_avg", "coupled", True, lambda: shapes) == 1.0
+  # Not listed: plain L2's centre over the geometric mean of the absolute factors.
+  factors = ll2.scales(shapes, "sqrt_fan_in")
+  mean = np.mean(np.log10([factors["a"]["kernel"], factors["b"]["kernel"]]))
+  assert centres.centre("sqrt_fan_in", "decoupled", True, lambda: shapes) == pytest.approx(
+    0.5 - mean, abs=1e-12
+  )
+  cfg = settings.LambdaSettings(
+    widths=(16, 8), scalings=("none",), seeds=1, points=5, decades=2.0, steps=1, batch_size=1
+  )
+  lambdas = cfg.grid(centres, "none", "decoupled", lambda: shapes)
+  np.testing.assert_allclose(lambdas, np.logspace(-0.5, 1.5, 5), rtol=1e-12)
+  assert cfg.base_width() == 8
+  assert cfg.relative_to("w") == "every scaling relative to the w=8 model (base=)"
+  absolute = dataclasses.replace(cfg, absolute=True)
+  assert (absolute.base_width(), absolute.relative_to("w")) == (None, "absolute factors (no base)")
+
+
+def test_joint_settings_make_the_lattice_and_its_box() -> None:
+  _, settings = _settings()
+  cfg = settings.JointSettings(
+    widths=(64, 32, 128), recipes=("adamw",), seeds=1, steps=1, batch_size=1, rates=(-3.0, -1.333)
+  )
+  assert cfg.base_width() == 32
+  assert cfg.lattice() == LATTICE
+  assert cfg.box() == LATTICE.box((-3.0, -1.333), (-1.667, 0.333))
+
+
+# --- the driver, through a new architecture of one short class ----------------------------------
+
+
+def _tiny():
+  """A two-layer ReLU regression net as a width-study architecture, and its two settings."""
+  pytest.importorskip("matplotlib")
+  sys.path.insert(0, str(ROOT / "examples"))
+  try:
+    from width_study import architecture, driver, grid, plots, settings
+    from width_study.recipes import RECIPES, Recipe
+  finally:
+    sys.path.pop(0)
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  @dataclasses.dataclass(frozen=True, kw_only=True)
+  class Lambda(settings.LambdaSettings):
+    widths: tuple[int, ...] = (4, 8)
+    scalings: tuple[str, ...] = ("none", "fan_avg")
+    seeds: int = 2
+    points: int = 3
+    steps: int = 4
+    batch_size: int = 8
+
+  @dataclasses.dataclass(frozen=True, kw_only=True)
+  class Joint(settings.JointSettings):
+    widths: tuple[int, ...] = (4, 8)
+    recipes: tuple[str, ...] = ("adamw", "mup")
+    seeds: int = 2
+    steps: int = 4
+    batch_size: int = 8
+    rates: tuple[float, float] = (-2.0, -1.667)
+    lambdas: tuple[float, float] = (-1.0, -0.667)
+    max_moves: int = 0
+
+  def rescaled(params, base):
+    """The head's init times sqrt(base fan-in / fan-in): 1 at the base."""
+    scale = (base["head"]["kernel"].shape[0] / params["head"]["kernel"].shape[0]) ** 0.5
+    return params | {"head": {"kernel": params["head"]["kernel"] * scale}}
+
+  def doubled(params, base):
+    return jax.tree.map(lambda x: 2 * x, params)
+
+  def loss(params, x, y):
+    hidden = jax.nn.relu(x @ params["hidden"]["kernel"] + params["hidden"]["bias"])
+    return jnp.mean((hidden @ params["head"]["kernel"] - y) ** 2)
+
+  class Tiny(architecture.Architecture):
+    out = Path("runs/tiny")
+    studies = {"joint": (Joint(), Joint()), "lambda": (Lambda(), Lambda())}  # noqa: RUF012
+    centres = grid.Centres({"coupled": -2.0, "decoupled": -1.0})
+    metrics = ("test_loss", "train_loss")
+    recipes = RECIPES | {
+      "rescaled": Recipe("none", "inv_fan_in", "mup, its head's init rescaled", rescaled),
+      "doubled": Recipe("none", None, "adamw from twice the init", doubled),
+    }
+
+    def param_shapes(self, cfg, width):
+      return jax.eval_shape(lambda: self.init(cfg, width, jax.random.key(0)))
+
+    def init(self, cfg, width, key):
+      first, second = jax.random.split(key)
+      hidden = {"kernel": jax.random.normal(first, (3, width)), "bias": jnp.zeros(width)}
+      return {"hidden": hidden, "head": {"kernel": jax.random.normal(second, (width, 1))}}
+
+    def load(self, cfg):
+      x = jax.random.normal(jax.random.key(7), (40, 3))
+      arrays = {"x": x[:32], "y": x[:32].sum(1, keepdims=True), "x_test": x[32:]}
+      arrays["y_test"] = x[32:].sum(1, keepdims=True)
+      keys = [jax.random.key(100 + s) for s in range(cfg.seeds)]
+      batches = jnp.stack([jax.random.randint(k, (cfg.steps, cfg.batch_size), 0, 32) for k in keys])
+      return architecture.StudyData(arrays, batches, {"examples": 40})
+
+    def fit(self, cfg, width, scaling, base):
+      def fit(tx, params, batches, data):
+        def step(carry, batch):
+          params, state = carry
+          grads = jax.grad(loss)(params, data["x"][batch], data["y"][batch])
+          updates, state = tx.update(grads, state, params)
+          return (optax.apply_updates(params, updates), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), batches)
+        test = loss(params, data["x_test"], data["y_test"])
+        return {"test_loss": test, "train_loss": loss(params, data["x"], data["y"])}
+
+      return fit
+
+    def joint_header(self, cfg, info):
+      return f"Tiny net on {info.get('examples', '?')} examples."
+
+    def joint_titles(self, cfg):
+      return "planes", "optima"
+
+    def lambda_header(self, cfg, info):
+      return f"Tiny net, {cfg.relative_to('w')}."
+
+    def lambda_figures(self, rows, cfg, out):
+      curves = ("loss_{mode}.png", "{mode}")
+      plots.plot_lambda_study(rows, cfg, out, curves, (("test_loss", "loss", 1.0),), "optimal")
+
+  return Tiny(), driver
+
+
+def _lines(path: Path) -> list[dict[str, str]]:
+  with path.open() as f:
+    return list(csv.DictReader(f))
+
+
+def test_the_driver_runs_a_joint_study_of_a_new_architecture(tmp_path: Path) -> None:
+  tiny, driver = _tiny()
+  driver.main(tiny, ["--quick", "--out", str(tmp_path), "--recipes", "adamw", "mup", "rescaled"])
+  lines = _lines(tmp_path / "runs.csv")
+  assert list(lines[0]) == [*runs.KEYS[:4], runs.RATE, "seed", "test_loss", "train_loss"]
+
+  def trained(width: int, recipe: str) -> list[list[str]]:
+    return [
+      list(r.values())[3:] for r in lines if (r["width"], r["scaling"]) == (str(width), recipe)
+    ]
+
+  # The base's 2 x 2 box once, shared by the three recipes (the rescaled init is the plain one
+  # there); wider, the window around its best point, a recipe's own, and no two alike.
+  assert len(trained(4, "adamw")) == 4 * 2 and trained(4, "mup") == trained(4, "rescaled")
+  assert trained(4, "adamw") == trained(4, "mup")
+  wide = [trained(8, recipe) for recipe in ("adamw", "mup", "rescaled")]
+  assert [len(w) for w in wide] == [9 * 2] * 3
+  assert wide[0] != wide[1] != wide[2] != wide[0]
+  summary = (tmp_path / "summary.txt").read_text()
+  assert summary.startswith("Tiny net on 40 examples.\n\nRecipes (each relative to the base width")
+  assert "  rescaled        mup, its head's init rescaled" in summary.splitlines()
+  assert summary.splitlines()[-1].startswith("wall time ")
+  for name in ("planes.png", "joint_optima.png"):
+    assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_a_recipe_whose_init_differs_at_the_base_is_refused(tmp_path: Path) -> None:
+  tiny, driver = _tiny()
+  message = (
+    "recipe 'doubled' does not train what 'adamw' trains at the base width 4 "
+    r"\(its initial weights: doubled changes them, not the architecture's init\)"
+  )
+  with pytest.raises(ValueError, match=message):
+    driver.main(tiny, ["--quick", "--out", str(tmp_path), "--recipes", "adamw", "doubled"])
+  assert not (tmp_path / "runs.csv").exists()  # refused before anything was trained
+
+
+def test_the_driver_runs_a_lambda_study_of_a_new_architecture(tmp_path: Path) -> None:
+  tiny, driver = _tiny()
+  driver.main(tiny, ["--quick", "--study", "lambda", "--out", str(tmp_path)])
+  lines = _lines(tmp_path / "runs.csv")
+  assert list(lines[0]) == [*runs.KEYS, "test_loss", "train_loss"]
+  config = json.loads((tmp_path / "config.json").read_text())
+  assert config["study"] == "lambda" and "data" in config
+  # Relative to the narrowest width, one grid a mode: 10**centre over 4 decades.
+  np.testing.assert_allclose(config["grids"]["fan_avg/decoupled"], np.logspace(-3, 1, 3))
+  assert config["grids"]["none/coupled"] == config["grids"]["fan_avg/coupled"]
+
+  def trained(width: int, scaling: str) -> list[list[str]]:
+    return [
+      list(r.values())[2:] for r in lines if (r["width"], r["scaling"]) == (str(width), scaling)
+    ]
+
+  assert len(trained(4, "none")) == 2 * 3 * 2  # two modes, three lambdas, two seeds
+  assert trained(4, "none") == trained(4, "fan_avg")  # plain L2 at the base: shared
+  assert trained(8, "none") != trained(8, "fan_avg")
+  summary = (tmp_path / "summary.txt").read_text()
+  assert summary.startswith("Tiny net, every scaling relative to the w=4 model (base=).\n")
+  assert "Optimal lambda" in summary and "Best test loss" in summary
+  for name in ("loss_coupled.png", "loss_decoupled.png", "optimal_lambda.png"):
+    assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+  # --replot: the same tables from runs.csv and config.json.
+  driver.main(tiny, ["--replot", "--out", str(tmp_path)])
+  assert (tmp_path / "summary.txt").read_text() == summary.rsplit("\n\n", 1)[0] + "\n"

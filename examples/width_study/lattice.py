@@ -110,8 +110,9 @@ def quadratic_vertex(values: np.ndarray) -> tuple[float, float] | None:
 
   ``values[a, b]`` is the loss at offset ``(a - 1, b - 1)``. Least squares on
   ``f = c0 + c1 x + c2 y + c3 x^2 + c4 y^2 + c5 x y``; ``None`` when the fit
-  has no minimum (a Hessian that is not positive definite) or the block holds
-  a non-finite value. The vertex is clipped to the block.
+  has no minimum (a Hessian that is not positive definite, or flat in a
+  direction to within rounding) or the block holds a non-finite value. The
+  vertex is clipped to the block.
   """
   if values.shape != (3, 3) or not np.isfinite(values).all():
     return None
@@ -119,7 +120,9 @@ def quadratic_vertex(values: np.ndarray) -> tuple[float, float] | None:
   design = np.stack([np.ones(9), x, y, x * x, y * y, x * y], axis=1)
   c = np.linalg.lstsq(design, values.ravel(), rcond=None)[0]
   hessian = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
-  if np.linalg.det(hessian) <= 0 or hessian[0, 0] <= 0:
+  # Positive definite beyond the rounding of the fit: a curvature of 1e-17 is a flat direction.
+  curvatures = np.linalg.eigvalsh(hessian)
+  if curvatures.min() <= 1e-9 * np.abs(curvatures).max():
     return None
   dx, dy = np.linalg.solve(hessian, -c[1:3])
   return float(np.clip(dx, -1, 1)), float(np.clip(dy, -1, 1))
