@@ -6,6 +6,7 @@
   tx = optax.chain(ll2.layer_l2(1e-4, scaling="fan_avg"), optax.adam(1e-3))
 """
 
+from optax_layer_l2._activations import activation_sizes
 from optax_layer_l2._alias import layer_adamw
 from optax_layer_l2._describe import Report, Row, describe
 from optax_layer_l2._fans import Dims, Fans, InferredDims, fans, stacked
@@ -30,6 +31,7 @@ __all__ = [
   "LeafInfo",
   "Report",
   "Row",
+  "activation_sizes",
   "describe",
   "fans",
   "infer_dims",
