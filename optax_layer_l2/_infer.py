@@ -32,7 +32,7 @@ import dataclasses
 import itertools
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import numpy as np
@@ -56,10 +56,18 @@ class Origin(NamedTuple):
     axes: for each axis of the value, the leaf's axes it comes from.
     sliced: the leaf's axes that were indexed away on the way (a scan over
       stacked layers, ``w[i]``): stacked-layer axes.
+    paired: the leaf's axes contracted with another parameter on the way (a
+      LoRA delta ``A @ B``): fan-in where the leaf meets data only through
+      the other factor, fan-out where it meets data itself, as in
+      ``(x @ A) @ B``.
   """
 
   axes: tuple[frozenset[int], ...]
   sliced: frozenset[int]
+  paired: frozenset[int] = frozenset()
+
+
+Carried: TypeAlias = tuple[frozenset[tuple[int, int]], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +77,18 @@ class Info:
   Attributes:
     origins: the leaves this value is a rearrangement of, by leaf index.
     data: whether it depends on data (the function's other arguments).
+    carried: for a value computed from data, for each of its axes, the
+      ``(leaf index, leaf axis)`` pairs it carries: the free axes of a leaf
+      that a contraction with data put there (empty when none does). An
+      ensemble's first kernel ``(members, in, out)``, vmapped over an input
+      that all members share, leaves its member axis free; the next
+      layer's kernel, stacked alike, meets that axis as a batch axis of its
+      own contraction, which tells that it is a stacked-layer axis.
   """
 
   origins: types.MappingProxyType[int, Origin]
   data: bool
+  carried: Carried = ()
 
 
 _NO_ORIGINS: types.MappingProxyType[int, Origin] = types.MappingProxyType({})
@@ -80,28 +96,36 @@ CONSTANT = Info(_NO_ORIGINS, False)
 DATA = Info(_NO_ORIGINS, True)
 
 
-def _info(origins: dict[int, Origin], data: bool) -> Info:
-  if not origins:
+def _info(origins: dict[int, Origin], data: bool, carried: Carried = ()) -> Info:
+  if not any(carried):
+    carried = ()
+  if not (origins or carried):
     return DATA if data else CONSTANT
-  return Info(types.MappingProxyType(origins), data)
+  return Info(types.MappingProxyType(origins), data, carried)
 
 
 def _merge_origin(a: Origin | None, b: Origin) -> Origin:
   if a is None:
     return b
   axes = tuple(x | y for x, y in zip(a.axes, b.axes, strict=True))
-  return Origin(axes, a.sliced | b.sliced)
+  return Origin(axes, a.sliced | b.sliced, a.paired | b.paired)
 
 
 def merge(infos: Iterable[Info]) -> Info:
   """One value that may be any of ``infos`` (same shape): the union of what each is."""
+  infos = tuple(infos)
+  data = any(info.data for info in infos)
+  full = [info for info in infos if info.origins or info.carried]
+  if len(full) == 1 and full[0].data == data:  # the common case, and the walk's hot path
+    return full[0]
   origins: dict[int, Origin] = {}
-  data = False
-  for info in infos:
-    data = data or info.data
+  carried: Carried = ()
+  for info in full:
     for leaf, origin in info.origins.items():
       origins[leaf] = _merge_origin(origins.get(leaf), origin)
-  return _info(origins, data)
+    if info.carried:
+      carried = tuple(map(frozenset.union, carried, info.carried)) if carried else info.carried
+  return _info(origins, data, carried)
 
 
 def remapped(info: Info, sources: Sequence[Sequence[int]], sliced: Iterable[int] = ()) -> Info:
@@ -110,15 +134,22 @@ def remapped(info: Info, sources: Sequence[Sequence[int]], sliced: Iterable[int]
   ``sliced`` are axes of this value indexed away: their leaf axes become
   stacked-layer axes.
   """
-  if not info.origins:
-    return info
   sliced = tuple(sliced)
+  if not (info.origins or info.carried) or (not sliced and _is_identity(sources)):
+    return info
   origins = {}
   for leaf, origin in info.origins.items():
     axes = tuple(frozenset().union(*(origin.axes[i] for i in group)) for group in sources)
     away = frozenset().union(*(origin.axes[i] for i in sliced))
-    origins[leaf] = Origin(axes, origin.sliced | away)
-  return _info(origins, info.data)
+    origins[leaf] = Origin(axes, origin.sliced | away, origin.paired)
+  carried = info.carried
+  if carried:
+    carried = tuple(frozenset().union(*(carried[i] for i in group)) for group in sources)
+  return _info(origins, info.data, carried)
+
+
+def _is_identity(sources: Sequence[Sequence[int]]) -> bool:
+  return all(len(group) == 1 and group[0] == axis for axis, group in enumerate(sources))
 
 
 def reshape_sources(old: Sequence[int], new: Sequence[int]) -> list[list[int]]:
@@ -185,6 +216,8 @@ class Findings:
   uses: dict[int, set[Use]] = dataclasses.field(default_factory=dict)
   notes: dict[int, dict[str, None]] = dataclasses.field(default_factory=dict)  # ordered set
   read: set[int] = dataclasses.field(default_factory=set)
+  stacked: dict[int, set[int]] = dataclasses.field(default_factory=dict)  # free axes seen stacked
+  callers: list[Any] = dataclasses.field(default_factory=list)  # the equations walked into
 
   def use(self, leaf: int, use: Use) -> None:
     self.uses.setdefault(leaf, set()).add(use)
@@ -194,18 +227,23 @@ class Findings:
       self.notes.setdefault(leaf, {})[why] = None
 
 
-def _where(eqn: Any) -> str:
-  """``dot_general`` and, where JAX knows it, the line of user code that made it."""
-  name = eqn.primitive.name
-  try:
-    from jax._src import source_info_util  # the user-facing frame of an equation
+def _where(eqn: Any, findings: Findings) -> str:
+  """``dot_general`` and, where JAX knows it, the line of user code that made it.
 
-    frame = source_info_util.user_frame(eqn.source_info.traceback)
-  except Exception:  # private API: the name alone is enough
-    frame = None
-  if frame is None:
-    return f"`{name}`"
-  return f"`{name}` at {frame.file_name.rsplit('/', 1)[-1]}:{frame.start_line}"
+  An equation inside a function JAX itself jits (``jnp.take``) has no frame
+  of user code; the call it is inside has.
+  """
+  name = eqn.primitive.name
+  for caller in [eqn, *reversed(findings.callers)]:
+    try:
+      from jax._src import source_info_util  # the user-facing frame of an equation
+
+      frame = source_info_util.user_frame(caller.source_info.traceback)
+    except Exception:  # private API: the name alone is enough
+      break
+    if frame is not None:
+      return f"`{name}` at {frame.file_name.rsplit('/', 1)[-1]}:{frame.start_line}"
+  return f"`{name}`"
 
 
 def _leaf_axes(origin: Origin, axes: Iterable[int]) -> frozenset[int]:
@@ -225,19 +263,37 @@ def _record_contraction(
   if not operand.origins:
     return
   if operand.data:
-    findings.note(operand, f"mixed with data before {_where(eqn)}")
+    findings.note(operand, f"mixed with data before {_where(eqn, findings)}")
     return
   if other.origins and not other.data:
-    findings.note(operand, f"contracted with another parameter, not with data, in {_where(eqn)}")
+    findings.note(
+      operand, f"contracted with another parameter, not with data, in {_where(eqn, findings)}"
+    )
     return
   for leaf, origin in operand.origins.items():
-    use = Use(
-      in_axes=_leaf_axes(origin, in_axes),
-      batch_axes=_leaf_axes(origin, batch_axes) | origin.sliced,
-      field_axes=_leaf_axes(origin, field_axes),
-      what=_where(eqn),
-    )
-    findings.use(leaf, use)
+    findings.use(leaf, _leaf_use(origin, in_axes, batch_axes, field_axes, _where(eqn, findings)))
+
+
+def _leaf_use(
+  origin: Origin,
+  in_axes: Iterable[int],
+  batch_axes: Iterable[int],
+  field_axes: Iterable[int],
+  what: str,
+) -> Use:
+  """The use of the leaf behind ``origin`` by a contraction over the value's ``in_axes``.
+
+  A factor of a product of two parameters that meets data only through the
+  other factor (``B`` in ``x @ (A @ B)``) has its paired axes as fan-in, as
+  in ``(x @ A) @ B``; the factor that meets data has them as fan-out.
+  """
+  contracted = _leaf_axes(origin, in_axes)
+  return Use(
+    in_axes=contracted or origin.paired,
+    batch_axes=_leaf_axes(origin, batch_axes) | origin.sliced,
+    field_axes=_leaf_axes(origin, field_axes),
+    what=what,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -359,9 +415,14 @@ def _elementwise(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   if any(info.data for info in aligned):
     for info in aligned:
       if info.origins and not info.data:
-        findings.note(info, f"used elementwise with data in {_where(eqn)}")
-    return [DATA]
+        findings.note(info, f"used elementwise with data in {_where(eqn, findings)}")
+    return [merge(_data_part(info) for info in aligned)]
   return [merge(aligned)]
+
+
+def _data_part(info: Info) -> Info:
+  """What a value computed from ``info`` and data keeps of it: data, and what it carries."""
+  return Info(_NO_ORIGINS, info.data, info.carried) if info.carried else _scalar_part(info)
 
 
 @_rule("transpose")
@@ -370,24 +431,30 @@ def _transpose(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   return [remapped(ins[0], [[axis] for axis in eqn.params["permutation"]])]
 
 
-@_rule("reshape")
+def _regrouped(info: Info, old: Sequence[int], sources: Sequence[Sequence[int]]) -> Info:
+  """``remapped``, where an axis of size 1 that reaches no output axis was indexed away.
+
+  ``w[i]`` with a static ``i`` is a ``slice`` to size 1 and a ``squeeze`` (or
+  ``reshape``): the axis it drops is a stacked-layer axis, as in a scan.
+  """
+  kept = {axis for group in sources for axis in group}
+  dropped = [axis for axis, size in enumerate(old) if size == 1 and axis not in kept]
+  return remapped(info, sources, sliced=dropped)
+
+
+@_rule("reshape", "expand_dims")
 def _reshape(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   del findings
-  return [remapped(ins[0], reshape_sources(_shape(eqn.invars[0]), _shape(eqn.outvars[0])))]
+  old, new = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
+  return [_regrouped(ins[0], old, reshape_sources(old, new))]
 
 
 @_rule("squeeze")
 def _squeeze(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   del findings
-  rank = len(_shape(eqn.invars[0]))
-  removed = {axis % rank for axis in eqn.params["dimensions"]}
-  return [remapped(ins[0], [[axis] for axis in range(rank) if axis not in removed])]
-
-
-@_rule("expand_dims")
-def _expand_dims(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
-  del findings
-  return [remapped(ins[0], reshape_sources(_shape(eqn.invars[0]), _shape(eqn.outvars[0])))]
+  old = _shape(eqn.invars[0])
+  removed = {axis % len(old) for axis in eqn.params["dimensions"]}
+  return [_regrouped(ins[0], old, [[axis] for axis in range(len(old)) if axis not in removed])]
 
 
 @_rule("broadcast_in_dim")
@@ -399,7 +466,7 @@ def _broadcast_in_dim(eqn: Any, ins: list[Info], findings: Findings) -> list[Inf
   for axis, size in enumerate(_shape(eqn.outvars[0])):
     source = placed.get(axis)
     sources.append([] if source is None or old[source] != size else [source])
-  return [remapped(ins[0], sources)]
+  return [_regrouped(ins[0], old, sources)]
 
 
 @_rule("concatenate")
@@ -464,11 +531,11 @@ def _record_lookup(findings: Findings, operand: Info, eqn: Any, axes: Sequence[i
   if not operand.origins:
     return
   if operand.data:
-    findings.note(operand, f"mixed with data before {_where(eqn)}")
+    findings.note(operand, f"mixed with data before {_where(eqn, findings)}")
     return
+  what = f"{_where(eqn, findings)}, a lookup"
   for leaf, origin in operand.origins.items():
-    what = f"{_where(eqn)}, a lookup"
-    findings.use(leaf, Use(_leaf_axes(origin, axes), origin.sliced, frozenset(), what))
+    findings.use(leaf, _leaf_use(origin, axes, (), (), what))
 
 
 @_rule("gather")
@@ -484,7 +551,9 @@ def _gather(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
     _record_lookup(findings, operand, eqn, indexed)
     return [DATA]
   if getattr(numbers, "operand_batching_dims", ()):
-    findings.note(operand, f"read by a batched {_where(eqn)}, which infer_dims cannot follow")
+    findings.note(
+      operand, f"read by a batched {_where(eqn, findings)}, which infer_dims cannot follow"
+    )
     return [_scalar_part(merge(ins))]
   # Constant indices pick layers: the axes sliced to one element go, the others map through.
   picked = [axis for axis in indexed if sizes[axis] == 1]
@@ -503,10 +572,84 @@ def _dot_general(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
   _record_contraction(findings, lhs, rhs, eqn, lhs_contract, lhs_batch)
   _record_contraction(findings, rhs, lhs, eqn, rhs_contract, rhs_batch)
-  if not (lhs.origins or rhs.origins) or lhs.data or rhs.data:
-    return [_scalar_part(merge([lhs, rhs]))]
-  # Two parameters multiplied (a merged LoRA delta, `A @ B`): the product stands for neither.
+  if lhs.data and rhs.data:  # what the axes of either carried is mixed in the output
+    return [DATA]
+  if lhs.data or rhs.data:
+    _record_stacking(findings, lhs, rhs, lhs_batch, rhs_batch)
+    _record_stacking(findings, rhs, lhs, rhs_batch, lhs_batch)
+    lhs_sources, rhs_sources = _dot_sources(eqn)
+    batch = len(lhs_batch)
+    parts = [_carried_by_dot(lhs, lhs_sources, batch), _carried_by_dot(rhs, rhs_sources, batch)]
+    return [merge(parts)]
+  if lhs.origins and rhs.origins:
+    return [_product(eqn, lhs, rhs, findings)]
   return [CONSTANT]
+
+
+def _dot_sources(eqn: Any) -> tuple[list[list[int]], list[list[int]]]:
+  """Each output axis of a ``dot_general`` (batch, lhs free, rhs free): its operands' axes."""
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+  lhs_free = [a for a in range(len(_shape(eqn.invars[0]))) if a not in (*lhs_contract, *lhs_batch)]
+  rhs_free = [a for a in range(len(_shape(eqn.invars[1]))) if a not in (*rhs_contract, *rhs_batch)]
+  lhs_sources = [[a] for a in lhs_batch] + [[a] for a in lhs_free] + [[] for _ in rhs_free]
+  rhs_sources = [[a] for a in rhs_batch] + [[] for _ in lhs_free] + [[a] for a in rhs_free]
+  return lhs_sources, rhs_sources
+
+
+def _carried_by_dot(operand: Info, sources: list[list[int]], batch: int) -> Info:
+  """What an operand of a contraction with data puts in the output's ``carried``.
+
+  Data gives what its axes carried; a parameter, its free axes (the first
+  ``batch`` output axes are the dot's batch axes: stacked already).
+  """
+  if operand.data:
+    return remapped(_data_part(operand), sources)
+  free: list[list[int]] = [[] for _ in sources[:batch]] + sources[batch:]
+  origins = remapped(operand, free).origins.items()
+  carried = tuple(
+    frozenset((leaf, axis) for leaf, origin in origins for axis in origin.axes[i])
+    for i in range(len(sources))
+  )
+  return _info({}, True, carried)
+
+
+def _record_stacking(
+  findings: Findings, param: Info, data: Info, param_batch: Sequence[int], data_batch: Sequence[int]
+) -> None:
+  """A stacked parameter's batch axis met an axis of data that a leaf's free axis carried."""
+  if param.data or not param.origins or not data.carried:
+    return
+  for param_axis, data_axis in zip(param_batch, data_batch, strict=True):
+    if any(origin.axes[param_axis] for origin in param.origins.values()):
+      for leaf, axis in data.carried[data_axis]:
+        findings.stacked.setdefault(leaf, set()).add(axis)
+
+
+def _product(eqn: Any, lhs: Info, rhs: Info, findings: Findings) -> Info:
+  """Two parameters multiplied (a merged LoRA delta, ``A @ B``): a value of both factors.
+
+  The output's axes are the dot's batch axes, then the free axes of ``lhs``,
+  then those of ``rhs``; each factor's contracted axes are ``paired``. A
+  product of more than two factors, or of a leaf with itself, stands for
+  none of them.
+  """
+  (lhs_contract, rhs_contract), _ = eqn.params["dimension_numbers"]
+  factors = [*lhs.origins.values(), *rhs.origins.values()]
+  if any(origin.paired for origin in factors) or lhs.origins.keys() & rhs.origins.keys():
+    findings.note(
+      merge([lhs, rhs]), f"a factor of a product of parameters in {_where(eqn, findings)}"
+    )
+    return CONSTANT
+  lhs_sources, rhs_sources = _dot_sources(eqn)
+  origins = {}
+  for info, sources, contract in (
+    (lhs, lhs_sources, lhs_contract),
+    (rhs, rhs_sources, rhs_contract),
+  ):
+    for leaf, origin in remapped(info, sources).origins.items():
+      paired = _leaf_axes(info.origins[leaf], contract)
+      origins[leaf] = origin._replace(paired=paired)
+  return _info(origins, False)
 
 
 @_rule("conv_general_dilated")
@@ -523,7 +666,7 @@ def _conv(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   del out_axis
   _record_contraction(findings, rhs, lhs, eqn, [in_axis], (), spatial)
   if lhs.origins and not lhs.data:
-    findings.note(lhs, f"the input, not the kernel, of {_where(eqn)}")
+    findings.note(lhs, f"the input, not the kernel, of {_where(eqn, findings)}")
   return [_scalar_part(merge([lhs, rhs]))]
 
 
@@ -585,46 +728,56 @@ def walk(jaxpr: Any, ins: Sequence[Info], findings: Findings) -> list[Info]:
 
 
 def _apply(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
-  if not any(info.origins for info in ins):
+  name = eqn.primitive.name
+  if not any(info.origins or info.carried for info in ins):
     # Nothing of a leaf goes in; only whether data does matters below.
-    if eqn.primitive.name in CONTROL_FLOW:
-      return CONTROL_FLOW[eqn.primitive.name](eqn, ins, findings)
+    if name in CONTROL_FLOW:
+      return _inside(eqn, findings, lambda: CONTROL_FLOW[name](eqn, ins, findings))
     sub = _sub_jaxpr(eqn)
     if sub is not None:
-      return walk(sub, ins, findings)
+      return _inside(eqn, findings, lambda: walk(sub, ins, findings))
     data = any(info.data for info in ins)
     return [DATA if data else CONSTANT] * len(eqn.outvars)
-  name = eqn.primitive.name
   if name in CONTROL_FLOW:
-    return CONTROL_FLOW[name](eqn, ins, findings)
+    return _inside(eqn, findings, lambda: CONTROL_FLOW[name](eqn, ins, findings))
   if name in RULES:
     return RULES[name](eqn, ins, findings)
   sub = _sub_jaxpr(eqn)
   if sub is not None:
-    return walk(sub, ins, findings)
+    return _inside(eqn, findings, lambda: walk(sub, ins, findings))
   return _opaque(eqn, ins, findings)
+
+
+def _inside(eqn: Any, findings: Findings, run: Callable[[], list[Info]]) -> list[Info]:
+  """``run()``, the walk of ``eqn``'s sub-computations, with ``eqn`` as their caller."""
+  findings.callers.append(eqn)
+  try:
+    return run()
+  finally:
+    findings.callers.pop()
 
 
 def _sliced_by_scan(info: Info) -> Info:
   """What the body of a scan sees of a sliced input: its axis 0 is the layer axis."""
-  if not info.origins:
+  if not (info.origins or info.carried):
     return info
   origins = {
-    leaf: Origin(origin.axes[1:], origin.sliced | origin.axes[0])
+    leaf: Origin(origin.axes[1:], origin.sliced | origin.axes[0], origin.paired)
     for leaf, origin in info.origins.items()
   }
-  return _info(origins, info.data)
+  return _info(origins, info.data, info.carried[1:])
 
 
 def _stacked_by_scan(info: Info) -> Info:
   """A scan's stacked output: a new axis 0 of no leaf's."""
-  if not info.origins:
+  if not (info.origins or info.carried):
     return info
   origins = {
-    leaf: Origin((frozenset(), *origin.axes), origin.sliced)
+    leaf: Origin((frozenset(), *origin.axes), origin.sliced, origin.paired)
     for leaf, origin in info.origins.items()
   }
-  return _info(origins, info.data)
+  carried = (frozenset(), *info.carried) if info.carried else ()
+  return _info(origins, info.data, carried)
 
 
 def _loop(body: Callable[[list[Info]], list[Info]], carry: list[Info]) -> list[Info]:
@@ -698,11 +851,18 @@ def _split_arrays(tree: Any) -> tuple[list[int], list[Any], Callable[[Sequence[A
   return where, [_abstract(leaves[i]) for i in where], rebuild
 
 
-def _dims_of(path: str, rank: int, uses: set[Use]) -> InferredDims | str:
-  """The leaf's ``Dims`` from its uses, or why they cannot be read."""
+def _dims_of(
+  path: str, rank: int, uses: set[Use], stacked: Iterable[int] = ()
+) -> InferredDims | str:
+  """The leaf's ``Dims`` from its uses, or why they cannot be read.
+
+  ``stacked`` are the leaf's axes that a later contraction met as stacked
+  layers (an ensemble's first kernel): a free axis among them is stacked.
+  """
+  uses = {_with_stacked(use, frozenset(stacked), rank) for use in uses}
   readings = {(use.in_axes, use.batch_axes, use.field_axes): use for use in uses}
   if len(readings) > 1:
-    first, second = sorted(readings.values(), key=lambda use: use.what)[:2]
+    first, second = sorted(readings.values(), key=_order)[:2]
     raise ValueError(
       f"`infer_dims`: leaf {path!r} is read two ways: by {first.describe(rank)} and by "
       f"{second.describe(rank)}. A leaf shared by two layers of different shapes (an "
@@ -720,6 +880,17 @@ def _dims_of(path: str, rank: int, uses: set[Use]) -> InferredDims | str:
     batch_axes=tuple(sorted(batch_axes)),
     use=use.what,
   )
+
+
+def _order(use: Use) -> tuple[str, list[int], list[int], list[int]]:
+  return (use.what, sorted(use.in_axes), sorted(use.batch_axes), sorted(use.field_axes))
+
+
+def _with_stacked(use: Use, stacked: frozenset[int], rank: int) -> Use:
+  free = frozenset(range(rank)) - use.in_axes - use.batch_axes - use.field_axes
+  if not stacked & free:
+    return use
+  return dataclasses.replace(use, batch_axes=use.batch_axes | (stacked & free))
 
 
 def infer_dims(fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any) -> Any:
@@ -832,7 +1003,7 @@ def _result(
     path, rank = paths[position], len(leaves[position].shape)
     uses = findings.uses.get(index)
     if uses:
-      dims = _dims_of(path, rank, uses)
+      dims = _dims_of(path, rank, uses, findings.stacked.get(index, ()))
       if isinstance(dims, InferredDims):
         found[position] = dims
         continue
@@ -848,9 +1019,9 @@ def _result(
       f"from it ({_summary(why_none)}). Check that `fn` is called as `fn(params, *args)` "
       "and uses the params it is given."
     )
-  notes = types.MappingProxyType(why_none)
+  reasons = types.MappingProxyType(why_none)
   found = [
-    dataclasses.replace(dims, why_none=notes) if isinstance(dims, InferredDims) else dims
+    dataclasses.replace(dims, why_none=reasons) if isinstance(dims, InferredDims) else dims
     for dims in found
   ]
   return jax.tree.unflatten(treedef, found)
