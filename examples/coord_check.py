@@ -35,6 +35,7 @@ over the smallest size across widths after the last step) and
 import argparse
 import csv
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,7 @@ from text_table import format_table
 from tqdm import tqdm
 
 import optax_layer_l2 as ll2
+from optax_layer_l2._attention import QUERY
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -142,8 +144,26 @@ def fit(cfg, tx, params, tokens, starts, opt_state):
   return _FITS[key](params, starts, opt_state)
 
 
-def spreads(rows: list[dict], recipe: str, widths: Sequence[int], step: int) -> dict[str, float]:
-  """For each layer, the largest over the smallest seed-mean size across ``widths`` at ``step``."""
+def designed(recipe: str, layer: str, width: int, widths: Sequence[int]) -> float:
+  """The factor by which a recipe means a layer's output to move with width.
+
+  ``rescale_init`` moves muP's ``1/head_dim`` logits into the query kernels,
+  so with the heads fixed their outputs shrink by ``a = sqrt(head_dim(base) /
+  head_dim)`` on purpose (the logits do not); every other output is meant to
+  stay put.
+  """
+  if not RECIPES[recipe][2] or not re.search(QUERY, layer):
+    return 1.0
+  return (min(widths) / width) ** 0.5
+
+
+def spreads(
+  rows: list[dict], recipe: str, widths: Sequence[int], step: int, in_design: bool = False
+) -> dict[str, float]:
+  """For each layer, the largest over the smallest seed-mean size across ``widths`` at ``step``.
+
+  ``in_design``: each size divided by the factor the recipe means it to move by.
+  """
   result = {}
   for path in sorted({row["layer"] for row in rows}):
     means = []
@@ -151,12 +171,10 @@ def spreads(rows: list[dict], recipe: str, widths: Sequence[int], step: int) -> 
       values = [
         row["size"]
         for row in rows
-        if row["recipe"] == recipe
-        and row["width"] == width
-        and row["layer"] == path
-        and row["step"] == step
+        if (row["recipe"], row["width"], row["layer"], row["step"]) == (recipe, width, path, step)
       ]
-      means.append(float(np.mean(values)))
+      factor = designed(recipe, path, width, widths) if in_design else 1.0
+      means.append(float(np.mean(values)) / factor)
     result[path] = max(means) / min(means)
   return result
 
@@ -234,22 +252,35 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   for recipe in args.recipes:
     at_init = spreads(rows, recipe, args.widths, 0)
     last = spreads(rows, recipe, args.widths, args.steps)
-    worst = max(last, key=last.get)
+    meant = spreads(rows, recipe, args.widths, args.steps, in_design=True)
+    worst = max(meant, key=meant.get)
     table.append(
       (
         recipe,
         f"{max(at_init.values()):.2f}",
         f"{max(last.values()):.2f}",
+        f"{max(meant.values()):.2f}",
         worst,
-        f"{np.median(list(last.values())):.2f}",
+        f"{np.median(list(meant.values())):.2f}",
       )
     )
-  header = ("recipe", "spread at init", f"spread after {args.steps}", "widest layer", "median")
+  header = (
+    "recipe",
+    "spread at init",
+    f"after {args.steps}",
+    f"after {args.steps}, as designed",
+    "widest layer",
+    "median",
+  )
   text = (
     f"Coord check, d_model {args.widths}, {args.seeds} seeds, lr {args.learning_rate:g}, "
     f"lambda {args.weight_decay:g}. Spread: for each layer (the output of each kernel), the "
     "largest seed-mean activation size over the smallest across the widths; the table "
-    "gives the worst layer's spread and the median over layers.\n\n" + format_table(header, table)
+    "gives the worst layer's spread, and the median over layers. 'As designed': each size "
+    "divided by the factor the recipe means it to move by (rescale_init scales the query "
+    "kernels' outputs by a = sqrt(head_dim(base) / head_dim), muP's 1/head_dim logits; "
+    "every other output is meant to stay put); the widest layer and the median are of "
+    "these.\n\n" + format_table(header, table)
   )
   (args.out / "summary.txt").write_text(text + "\n")
   (args.out / "config.json").write_text(
