@@ -27,7 +27,6 @@ from optax_layer_l2._infer import (
   CONTROL_FLOW,
   Findings,
   Info,
-  Literal,
   _apply,
   _closed,
   _leaf_info,
@@ -36,6 +35,11 @@ from optax_layer_l2._infer import (
 )
 from optax_layer_l2._infer import DATA as _DATA
 from optax_layer_l2._paths import flatten_with_paths
+
+try:  # the public name of JAX's jaxpr literals, from jax 0.4.36
+  from jax.extend.core import Literal
+except ImportError:  # jax 0.4.35
+  from jax.core import Literal  # type: ignore[attr-defined,no-redef]
 
 _CONTRACTIONS = ("dot_general", "conv_general_dilated", "gather", "dynamic_slice")
 
@@ -55,7 +59,7 @@ def _readers(eqn: Any, ins: Sequence[Info]) -> list[int]:
       return list(operand.origins)
     return []
   lhs, rhs = ins[:2]
-  leaves = []
+  leaves: list[int] = []
   for operand, other in ((lhs, rhs), (rhs, lhs)):
     if _param_only(operand) and not _param_only(other):
       leaves.extend(operand.origins)
@@ -109,7 +113,9 @@ def _evaluate(
   return [value for value, _ in outs], [info for _, info in outs]
 
 
-def activation_sizes(fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any) -> dict:
+def activation_sizes(
+  fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any
+) -> dict[str, jax.Array]:
   """The mean absolute value of each layer's output in ``fn(params, *args, **kwargs)``.
 
   A layer's output is the result of the operation that contracts its leaf

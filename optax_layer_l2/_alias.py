@@ -4,10 +4,10 @@ from typing import Any
 
 import optax
 
-from optax_layer_l2._learning_rate import rate_rule, scale_by_rate_factors
+from optax_layer_l2._learning_rate import scale_by_rate_factors
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
-from optax_layer_l2._rule import DimsOption
+from optax_layer_l2._rule import DimsOption, LeafRule
 from optax_layer_l2._scaling import ScalingFn
 from optax_layer_l2._transform import layer_l2
 
@@ -106,7 +106,7 @@ def layer_adamw(
   """
   rates: tuple[optax.GradientTransformation, ...] = ()
   if lr_scaling is not None:
-    rates = (scale_by_rate_factors(rate_rule(lr_scaling, base=base, dims=dims)),)
+    rates = (scale_by_rate_factors(LeafRule.for_rates(lr_scaling, base=base, dims=dims)),)
   return optax.chain(
     optax.scale_by_adam(
       b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_layer_l2._learning_rate import rate_factor, rate_rule
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
 from optax_layer_l2._numeric import compute_dtype, decayed_value
@@ -278,13 +277,13 @@ def describe(
   check_reference(reference, allow_init=False)
   lr_rule = None
   if lr_scaling is not None:
-    lr_rule = rate_rule(lr_scaling, base=base, dims=dims)
+    lr_rule = LeafRule.for_rates(lr_scaling, base=base, dims=dims)
   rule = LeafRule.build(scaling, mask=mask, dims=dims, multipliers=multipliers, base=base)
   decisions = decide(rule, params)
   leaves = decisions.treedef.flatten_up_to(params)
   lr_factors: list[float | None] = [None] * len(leaves)
   if lr_rule is not None:
-    lr_factors = [rate_factor(d) for d in decide(lr_rule, params).leaves]
+    lr_factors = [d.rate_factor for d in decide(lr_rule, params).leaves]
   factors = decisions.scales()
   targets = [None] * len(leaves)
   if reference is not None:

@@ -7,61 +7,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_layer_l2._base import require_base
 from optax_layer_l2._masking import MaskOrFn
 from optax_layer_l2._multipliers import Multipliers
 from optax_layer_l2._numeric import compute_dtype
 from optax_layer_l2._paths import is_none
-from optax_layer_l2._rule import Decisions, DimsOption, LeafDecision, LeafRule, Skip, decide
-from optax_layer_l2._scaling import LR_SCALINGS, ScalingFn
+from optax_layer_l2._rule import DimsOption, LeafRule, decide
+from optax_layer_l2._scaling import ScalingFn
 
 _UNSET: Any = object()
-
-
-def rate_rule(
-  lr_scaling: str | ScalingFn,
-  *,
-  base: Any,
-  mask: MaskOrFn | None = None,
-  dims: DimsOption | None = None,
-  multipliers: Multipliers | None = None,
-  who: str = "`lr_scaling`",
-) -> LeafRule:
-  """The :class:`LeafRule` of learning-rate factors; raises now without ``base``.
-
-  ``who`` is what the missing-base error says needs it.
-  """
-  rule = LeafRule.build(
-    lr_scaling,
-    names=LR_SCALINGS,
-    argname="lr_scaling",
-    mask=mask,
-    dims=dims,
-    multipliers=multipliers,
-    base=base,
-  )
-  require_base(base, who)
-  return rule
-
-
-def rate_factor(decision: LeafDecision) -> float:
-  """The learning-rate factor ``r`` of one leaf, from its decision.
-
-  A selected leaf gets ``c(leaf) / c(base leaf) * multiplier`` (so 0 with a
-  multiplier of 0: the leaf is frozen); every other leaf, 1.
-  """
-  if decision.selected:
-    return decision.scale
-  if decision.skip is Skip.MULTIPLIER_ZERO:
-    return 0.0
-  return 1.0
-
-
-def rate_factors(decisions: Decisions) -> Any:
-  """The tree of learning-rate factors ``r`` (``None`` stays ``None``)."""
-  return decisions.tree(
-    [None if d.skip is Skip.NONE_LEAF else rate_factor(d) for d in decisions.leaves]
-  )
 
 
 def _scale_update(update: Any, factor: float | None) -> Any:
@@ -184,14 +137,14 @@ def layer_lr(
       stacklevel=2,
     )
     lr_scaling = scaling
-  rule = rate_rule(
+  rule = LeafRule.for_rates(
     lr_scaling, base=base, mask=mask, dims=dims, multipliers=multipliers, who="`layer_lr`"
   )
   return scale_by_rate_factors(rule)
 
 
 def scale_by_rate_factors(rule: LeafRule) -> optax.GradientTransformationExtraArgs:
-  """:func:`layer_lr`'s transformation, for a rule of :func:`rate_rule`."""
+  """:func:`layer_lr`'s transformation, for a rule of :meth:`LeafRule.for_rates`."""
 
   def init_fn(params: optax.Params) -> optax.OptState:
     decide(rule, params)  # a bad `base`, `dims` or scaling raises here, not in the first step
@@ -206,7 +159,7 @@ def scale_by_rate_factors(rule: LeafRule) -> optax.GradientTransformationExtraAr
     del params, extra_args
     if updates is None:
       return updates, state
-    factors = rate_factors(decide(rule, updates))
+    factors = decide(rule, updates).rate_factors()
     return jax.tree.map(_scale_update, updates, factors, is_leaf=is_none), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

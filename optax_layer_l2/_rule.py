@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 import jax
 
-from optax_layer_l2._base import base_leaves, base_shape, relative, shapes_of
+from optax_layer_l2._base import base_leaves, base_shape, relative, require_base, shapes_of
 from optax_layer_l2._fans import (
   Dims,
   Fans,
@@ -34,7 +34,14 @@ from optax_layer_l2._masking import MaskOrFn, excluded_by_name, user_mask_per_le
 from optax_layer_l2._multipliers import MultiplierFn, Multipliers, resolve_multipliers
 from optax_layer_l2._numeric import is_real_floating
 from optax_layer_l2._paths import broadcast_prefix, flatten_with_paths
-from optax_layer_l2._scaling import SCALINGS, LeafInfo, ScalingFn, checked_factor, resolve_scaling
+from optax_layer_l2._scaling import (
+  LR_SCALINGS,
+  SCALINGS,
+  LeafInfo,
+  ScalingFn,
+  checked_factor,
+  resolve_scaling,
+)
 
 # A pytree of `Dims`/`None` (or a prefix of one), or a callable `(path, leaf) -> Dims | None`.
 DimsOption: TypeAlias = Any | Callable[[str, Any], Dims | None]
@@ -117,6 +124,33 @@ class LeafRule:
       base=shapes_of(base),  # the base model's arrays are not kept alive
     )
 
+  @classmethod
+  def for_rates(
+    cls,
+    lr_scaling: str | ScalingFn,
+    *,
+    base: Any,
+    mask: MaskOrFn | None = None,
+    dims: DimsOption | None = None,
+    multipliers: Multipliers | None = None,
+    who: str = "`lr_scaling`",
+  ) -> "LeafRule":
+    """The rule of learning-rate factors (:data:`LR_SCALINGS`); raises now without ``base``.
+
+    ``who`` is what the missing-base error says needs it.
+    """
+    rule = cls.build(
+      lr_scaling,
+      names=LR_SCALINGS,
+      argname="lr_scaling",
+      mask=mask,
+      dims=dims,
+      multipliers=multipliers,
+      base=base,
+    )
+    require_base(base, who)
+    return rule
+
 
 @dataclasses.dataclass(frozen=True)
 class LeafDecision:
@@ -156,6 +190,19 @@ class LeafDecision:
   def selected(self) -> bool:
     return self.skip is None
 
+  @property
+  def rate_factor(self) -> float:
+    """The learning-rate factor ``r`` this decision gives, for a rule of rate scalings.
+
+    A selected leaf gets ``c(leaf) / c(base leaf) * multiplier`` (so 0 with a
+    multiplier of 0: the leaf is frozen); every other leaf, 1.
+    """
+    if self.selected:
+      return self.scale
+    if self.skip is Skip.MULTIPLIER_ZERO:
+      return 0.0
+    return 1.0
+
 
 class Decisions(NamedTuple):
   """One :class:`LeafDecision` a leaf of the params (``None`` counts as a leaf), and their tree."""
@@ -170,6 +217,10 @@ class Decisions(NamedTuple):
   def scales(self) -> Any:
     """The tree of ``s``, with ``None`` where the params hold ``None``."""
     return self.tree([None if d.skip is Skip.NONE_LEAF else d.scale for d in self.leaves])
+
+  def rate_factors(self) -> Any:
+    """The tree of learning-rate factors ``r``, with ``None`` where the params hold ``None``."""
+    return self.tree([None if d.skip is Skip.NONE_LEAF else d.rate_factor for d in self.leaves])
 
 
 def _skipped(
