@@ -14,11 +14,12 @@ from optax_layer_l2._infer import infer_dims
 from optax_layer_l2._learning_rate import layer_lr
 from optax_layer_l2._mup import rescale_init
 from optax_layer_l2._penalty import penalty
+from optax_layer_l2._rule import Skip
 from optax_layer_l2._scales import scales
 from optax_layer_l2._scaling import LR_SCALINGS, SCALINGS, LeafInfo
 from optax_layer_l2._transform import LayerL2ReferenceState, LayerL2State, layer_l2
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
   "LR_SCALINGS",
@@ -31,6 +32,7 @@ __all__ = [
   "LeafInfo",
   "Report",
   "Row",
+  "Skip",
   "activation_sizes",
   "describe",
   "fans",
