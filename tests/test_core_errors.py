@@ -5,15 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import PARAMS, first_update
 
 import optax_layer_l2 as ll2
-
-PARAMS = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
-GRADS = jax.tree.map(jnp.ones_like, PARAMS)
-
-
-def first_update(tx, params=PARAMS, grads=GRADS):
-  return tx.update(grads, tx.init(params), params)
 
 
 @pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), np.float32(-1.0)])
@@ -46,12 +40,6 @@ def test_unknown_scaling_lists_the_valid_ones():
     ll2.scales(PARAMS, "fan-avg")
   with pytest.raises(TypeError, match="`scaling` must be a scaling name or a callable"):
     ll2.layer_l2(1e-4, 3)
-
-
-def test_update_without_params():
-  tx = ll2.layer_l2(1e-4)
-  with pytest.raises(ValueError, match=r"`layer_l2` needs the parameters: call `update\(updates"):
-    tx.update(GRADS, tx.init(PARAMS))
 
 
 @pytest.mark.parametrize(

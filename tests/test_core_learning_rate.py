@@ -1,4 +1,7 @@
-"""`layer_lr` and `layer_adamw(lr_scaling=...)`: the factors, the update, and Optax behaviour."""
+"""`layer_lr` and `layer_adamw(lr_scaling=...)`: the factors and the update.
+
+How they behave inside Optax's wrappers is `test_optax_battery.py`'s.
+"""
 
 import math
 
@@ -8,73 +11,48 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import get, keys_of, model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optax_layer_l2 as ll2
 
-
-def model(width, dtype=jnp.float32):
-  """A tree with a leaf of every kind a model has; the hidden parts' sizes follow ``width``."""
-  keys = iter(jax.random.split(jax.random.key(0), 16))
-
-  def normal(shape):
-    return jax.random.normal(next(keys), shape, dtype)
-
-  return {
-    "embed": {"embedding": normal((50, width))},  # fan-in 50: fixed
-    "dense": {"kernel": normal((width, 2 * width)), "bias": normal((2 * width,))},
-    "conv": {"kernel": normal((3, 3, width, 8)), "bias": normal((8,))},
-    "attn": {
-      "query": {"kernel": normal((width, 2, 6)), "bias": normal((2, 6))},
-      "out": {"kernel": normal((2, width // 2, 24)), "bias": normal((24,))},
-    },
-    "first": {"kernel": normal((40, width))},  # fan-in 40: fixed
-    "norm": {"scale": normal((width,))},
-  }
-
-
 BASE = jax.eval_shape(lambda: model(8))
 WIDE = model(32)
-# fan_in of each scaled leaf at width 8 and at width 32, by independent reading of the shapes.
-FAN_IN = {
-  ("embed", "embedding"): (50, 50),
-  ("dense", "kernel"): (8, 32),
-  ("conv", "kernel"): (9 * 8, 9 * 32),
-  ("attn", "query", "kernel"): (8, 32),
-  ("attn", "out", "kernel"): (2 * 4, 2 * 16),
-  ("first", "kernel"): (40, 40),
+# r = c(leaf) / c(base leaf) of each named rate scaling for `WIDE` against `BASE`, worked out by
+# hand from their fan-ins (see `model`): 32 against 8 for the dense, query and out kernels and
+# 288 against 72 for the conv (4 times), 50 and 40 at both widths for the embedding and the
+# first kernel. muP's query multiplier 1/sqrt(head_dim) is 1/sqrt(6) at both widths.
+GROWING = [
+  ("dense", "kernel"),
+  ("conv", "kernel"),
+  ("attn", "query", "kernel"),
+  ("attn", "out", "kernel"),
+]
+FIXED = [("embed", "embedding"), ("first", "kernel")]
+RATE_FACTORS = {
+  "none": {"growing": 1.0, "fixed": 1.0},
+  "inv_fan_in": {"growing": 1 / 4, "fixed": 1.0},  # 8 / 32
+  "inv_sqrt_fan_in": {"growing": 1 / 2, "fixed": 1.0},  # sqrt(8 / 32)
+  "mup": {"growing": 1 / 4, "fixed": 1.0},  # as inv_fan_in, the head_dim unchanged
 }
-FORMULAS = {
-  "none": lambda fan_in: 1.0,
-  "inv_fan_in": lambda fan_in: 1.0 / fan_in,
-  "inv_sqrt_fan_in": lambda fan_in: fan_in**-0.5,
-}
 
 
-def get(tree, keys):
-  for key in keys:
-    tree = tree[key]
-  return tree
-
-
-def keys_of(path):
-  return tuple(k.key for k in path)
+def expected_factor(scaling, keys):
+  return RATE_FACTORS[scaling]["growing" if keys in GROWING else "fixed"]
 
 
 @pytest.mark.parametrize("scaling", list(ll2.LR_SCALINGS))
 def test_update_is_multiplied_by_the_factor_relative_to_base(scaling):
-  assert list(ll2.LR_SCALINGS) == list(FORMULAS)
+  assert list(ll2.LR_SCALINGS) == list(RATE_FACTORS)
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), WIDE)
   tx = ll2.layer_lr(scaling, base=BASE)
   updates, state = tx.update(grads, tx.init(WIDE), WIDE)
   assert state == optax.EmptyState()
   for path, update in jax.tree_util.tree_leaves_with_path(updates):
     keys = keys_of(path)
-    if keys in FAN_IN:
-      base_fan_in, fan_in = FAN_IN[keys]
-      r = FORMULAS[scaling](fan_in) / FORMULAS[scaling](base_fan_in)
-      np.testing.assert_allclose(update, 0.5 * r, rtol=1e-6)
+    if keys in GROWING + FIXED:
+      np.testing.assert_allclose(update, 0.5 * expected_factor(scaling, keys), rtol=1e-6)
     else:
       assert update is get(grads, keys), keys  # biases and norm scales: untouched
 
@@ -98,14 +76,6 @@ def test_at_the_base_every_update_comes_back_as_it_came():
     updates, _ = tx.update(grads, tx.init(params), params)
     for got, came in zip(jax.tree.leaves(updates), jax.tree.leaves(grads), strict=True):
       assert got is came
-
-
-def test_update_needs_no_params():
-  tx = ll2.layer_lr("inv_fan_in", base=BASE)
-  grads = jax.tree.map(jnp.ones_like, WIDE)
-  with_params, _ = tx.update(grads, tx.init(WIDE), WIDE)
-  without, _ = tx.update(grads, tx.init(WIDE))
-  chex.assert_trees_all_equal(with_params, without)
 
 
 def test_mask_dims_and_multipliers_are_layer_l2s():
@@ -181,21 +151,6 @@ def test_odd_leaves_pass_through():
   assert tx.update(None, optax.EmptyState())[0] is None
 
 
-def test_inside_optax_masked_with_a_whole_base():
-  grads = jax.tree.map(jnp.ones_like, WIDE)
-  mask = jax.tree.map(lambda _: False, WIDE)
-  mask["dense"] = {"kernel": True, "bias": True}
-  tx = optax.masked(ll2.layer_lr("inv_fan_in", base=BASE), mask)
-  updates, _ = tx.update(grads, tx.init(WIDE), WIDE)
-  np.testing.assert_array_equal(updates["dense"]["kernel"], 0.25)
-  np.testing.assert_array_equal(updates["conv"]["kernel"], 1.0)  # masked out: untouched
-  # The decay too, with `base=`: the masked-out leaves of the base are left out with them.
-  tx = optax.masked(ll2.layer_l2(1.0, "sqrt_fan_in", base=BASE), mask)
-  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, WIDE), tx.init(WIDE), WIDE)
-  np.testing.assert_allclose(updates["dense"]["kernel"], 2.0 * WIDE["dense"]["kernel"])
-  np.testing.assert_array_equal(updates["conv"]["kernel"], 0.0)
-
-
 def test_nan_is_never_hidden():
   grads = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), WIDE)
   frozen = ll2.layer_lr("inv_fan_in", base=BASE, multipliers={".": 0.0})
@@ -216,27 +171,6 @@ def test_updates_keep_their_dtype_and_are_rounded_once(dtype):
   np.testing.assert_array_equal(updates["kernel"], expected)
 
 
-def test_jit_matches_eager_and_a_second_step_does_not_recompile():
-  tx = ll2.layer_adamw(1e-2, 0.1, "inv_sqrt_fan_in", lr_scaling="inv_fan_in", base=BASE)
-
-  @jax.jit
-  def step(params, state):
-    grads = jax.tree.map(jnp.sin, params)
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  state = tx.init(WIDE)
-  params, state = step(WIDE, state)
-  params, state = step(params, state)
-  params, state = step(params, state)
-  assert step._cache_size() == 1
-  eager, eager_state = WIDE, tx.init(WIDE)
-  for _ in range(3):
-    updates, eager_state = tx.update(jax.tree.map(jnp.sin, eager), eager_state, eager)
-    eager = optax.apply_updates(eager, updates)
-  chex.assert_trees_all_close(params, eager, rtol=1e-5, atol=1e-6)
-
-
 def _adam_directions(grads, params, steps=1):
   adam = optax.scale_by_adam()
   state = adam.init(params)
@@ -254,9 +188,9 @@ def test_layer_adamw_multiplies_adam_by_r_but_not_the_decay():
   for path, update in jax.tree_util.tree_leaves_with_path(updates):
     keys = keys_of(path)
     u, w = get(directions, keys), get(WIDE, keys)
-    if keys in FAN_IN:
-      base_fan_in, fan_in = FAN_IN[keys]
-      expected = -lr * (base_fan_in / fan_in * u + wd * w)  # the decay: lr * wd, not * r
+    if keys in GROWING + FIXED:
+      r = expected_factor("inv_fan_in", keys)
+      expected = -lr * (r * u + wd * w)  # the decay: lr * wd, not * r
     else:
       expected = -lr * u
     np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-8, err_msg=str(keys))
@@ -301,36 +235,6 @@ def test_vmap_over_the_learning_rate_sweeps_rates_in_one_program():
     chex.assert_trees_all_close(
       jax.tree.map(lambda x, i=i: x[i], swept), step(lr), rtol=1e-5, atol=1e-9
     )
-
-
-def test_inject_hyperparams_changes_the_rate():
-  grads = jax.tree.map(jnp.cos, WIDE)
-  injected = optax.inject_hyperparams(ll2.layer_adamw, static_args=("scaling", "lr_scaling"))(
-    learning_rate=1e-2, weight_decay=0.1, scaling="none", lr_scaling="inv_fan_in", base=BASE
-  )
-  direct = ll2.layer_adamw(1e-2, 0.1, "none", lr_scaling="inv_fan_in", base=BASE)
-  expected, _ = jax.jit(direct.update)(grads, direct.init(WIDE), WIDE)
-  state = injected.init(WIDE)
-  updates, _ = jax.jit(injected.update)(grads, state, WIDE)
-  # Optax's Adam rounds its bias correction differently with injected hyperparameters
-  # (about 7e-6 relative here), so the two agree to 1e-5.
-  chex.assert_trees_all_close(updates, expected, rtol=1e-5, atol=1e-7)
-  state.hyperparams["learning_rate"] = jnp.asarray(2e-2)  # the same first step, twice the rate
-  doubled, _ = jax.jit(injected.update)(grads, state, WIDE)
-  doubled_expected = jax.tree.map(lambda u: 2 * u, expected)
-  chex.assert_trees_all_close(doubled, doubled_expected, rtol=1e-5, atol=2e-7)
-
-
-def test_multisteps_accumulates_before_scaling():
-  grads = jax.tree.map(jnp.ones_like, WIDE)
-  inner = optax.chain(ll2.layer_lr("inv_fan_in", base=BASE), optax.sgd(1.0))
-  tx = optax.MultiSteps(inner, every_k_schedule=2)
-  state = tx.init(WIDE)
-  updates, state = jax.jit(tx.update)(grads, state, WIDE)
-  chex.assert_trees_all_equal(updates, jax.tree.map(jnp.zeros_like, WIDE))
-  updates, state = jax.jit(tx.update)(grads, state, WIDE)
-  np.testing.assert_allclose(updates["dense"]["kernel"], -0.25)
-  np.testing.assert_allclose(updates["first"]["kernel"], -1.0)
 
 
 def test_describe_shows_the_rate_factor():
@@ -387,3 +291,18 @@ def test_bad_multipliers_raise_when_the_transformation_is_built():
   """Before `init`: a typo in a sweep's configuration fails where it is written."""
   with pytest.raises(ValueError, match=r"`multipliers\['kernel'\]` is -1.0"):
     ll2.layer_lr("inv_fan_in", base={"kernel": jnp.ones((4, 4))}, multipliers={"kernel": -1.0})
+
+
+def test_scaling_is_the_deprecated_name_of_lr_scaling():
+  with pytest.warns(DeprecationWarning) as warned:
+    tx = ll2.layer_lr(scaling="inv_sqrt_fan_in", base=BASE)
+  assert [str(w.message) for w in warned] == [
+    "`layer_lr(scaling=...)` is now `layer_lr(lr_scaling=...)`, the name it has in "
+    "`layer_adamw` and `describe`; `scaling=` will be removed after version 0.4."
+  ]
+  assert warned[0].filename == __file__  # the warning points at the caller
+  grads = jax.tree.map(jnp.ones_like, WIDE)
+  updates, _ = tx.update(grads, tx.init(WIDE))
+  expected = ll2.layer_lr("inv_sqrt_fan_in", base=BASE)
+  chex.assert_trees_all_equal(updates, expected.update(grads, expected.init(WIDE))[0])
+  np.testing.assert_array_equal(updates["dense"]["kernel"], 0.5)  # sqrt(8 / 32), not inv_fan_in

@@ -9,23 +9,11 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from conftest import GRADS, PARAMS, ShapeOnly, first_update
 
 import optax_layer_l2 as ll2
 
-PARAMS = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
-GRADS = jax.tree.map(jnp.ones_like, PARAMS)
 KERNEL_ONLY = {"dense": {"kernel": True, "bias": False}}
-
-
-class ShapeOnly:
-  """Has a shape but no dtype: not an array."""
-
-  def __init__(self, shape):
-    self.shape = shape
-
-
-def first_update(tx, params=PARAMS, grads=GRADS):
-  return tx.update(grads, tx.init(params), params)
 
 
 def with_base(base, scaling="fan_avg"):
