@@ -1,25 +1,17 @@
 """`base=`: every scaling relative to the model on which lambda was tuned."""
 
+import gc
 import re
+import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import ShapeOnly, get
 
 import optax_layer_l2 as ll2
-
-FORMULAS = {  # c(fan_in, fan_out, numel), written out independently of the library
-  "none": lambda fi, fo, n: 1.0,
-  "numel": lambda fi, fo, n: 1.0 / n,
-  "fan_avg": lambda fi, fo, n: (fi + fo) / n,
-  "fan_in": lambda fi, fo, n: fi / n,
-  "fan_out": lambda fi, fo, n: fo / n,
-  "sqrt_fan_in": lambda fi, fo, n: fi**0.5,
-  "sqrt_fan_avg": lambda fi, fo, n: ((fi + fo) / 2) ** 0.5,
-  "inv_sqrt_fan_in": lambda fi, fo, n: fi**-0.5,
-}
 
 
 def transformer_like(d, vocab=50, heads=2):
@@ -41,30 +33,38 @@ def transformer_like(d, vocab=50, heads=2):
   }
 
 
-def fans_at(d, vocab=50, heads=2):
-  """(fan_in, fan_out, numel) of the decayed leaves of ``transformer_like(d)``."""
-  return {
-    ("embed", "embedding"): (vocab, d, vocab * d),
-    ("attn", "query", "kernel"): (d, d, d * d),
-    ("attn", "out", "kernel"): (d, d, d * d),
-    ("mlp", "kernel"): (d, 4 * d, 4 * d * d),
-    ("head", "kernel"): (d, vocab, d * vocab),
-  }
-
-
-def get(tree, keys):
-  for key in keys:
-    tree = tree[key]
-  return tree
+# `c(leaf) / c(base leaf)` of each named scaling for `transformer_like(64)` against
+# `transformer_like(16)`, worked out by hand. (fan_in, fan_out, numel) at width d: embedding
+# (50, d, 50d), query and out (d, d, d^2), mlp (d, 4d, 4d^2), head (d, 50, 50d). So numel
+# grows 4 times for the embedding and the head, 16 times for the rest; and fan_avg's
+# (fan_in + fan_out)/numel is 114/3200 against 66/800 for the embedding and the head,
+# 19/44 of it.
+RELATIVE = {
+  "none": (1.0, 1.0, 1.0, 1.0, 1.0),
+  "numel": (1 / 4, 1 / 16, 1 / 16, 1 / 16, 1 / 4),
+  "fan_avg": (19 / 44, 1 / 4, 1 / 4, 1 / 4, 19 / 44),
+  "fan_in": (1 / 4, 1 / 4, 1 / 4, 1 / 4, 1.0),  # 1/fan_out: 50 at both widths for the head
+  "fan_out": (1.0, 1 / 4, 1 / 4, 1 / 4, 1 / 4),  # 1/fan_in: 50 for the embedding
+  "sqrt_fan_in": (1.0, 2.0, 2.0, 2.0, 2.0),
+  # sqrt(114 / 66) = sqrt(19 / 11) for the embedding and the head; sqrt(4) for the rest.
+  "sqrt_fan_avg": (1.3142574813455419, 2.0, 2.0, 2.0, 1.3142574813455419),
+  "inv_sqrt_fan_in": (1.0, 0.5, 0.5, 0.5, 0.5),
+}
+RELATIVE_LEAVES = [
+  ("embed", "embedding"),
+  ("attn", "query", "kernel"),
+  ("attn", "out", "kernel"),
+  ("mlp", "kernel"),
+  ("head", "kernel"),
+]
 
 
 @pytest.mark.parametrize("scaling", list(ll2.SCALINGS))
 def test_factor_is_the_ratio_of_leaf_to_base(scaling):
   params, base = transformer_like(64), transformer_like(16)
   s = ll2.scales(params, scaling, base=base)
-  wide, narrow = fans_at(64), fans_at(16)
-  for keys in wide:
-    expected = FORMULAS[scaling](*wide[keys]) / FORMULAS[scaling](*narrow[keys])
+  assert list(RELATIVE) == list(ll2.SCALINGS)
+  for keys, expected in zip(RELATIVE_LEAVES, RELATIVE[scaling], strict=True):
     assert get(s, keys) == pytest.approx(expected, rel=1e-12), keys
   assert s["mlp"]["bias"] == s["norm"]["scale"] == s["attn"]["query"]["bias"] == 0.0
 
@@ -212,3 +212,46 @@ def test_base_is_matched_by_leaf_paths_not_node_types():
   # either kind fits both, as a list fits a tuple of the same paths.
   factor = ll2.scales((jnp.ones((8, 8)),), "sqrt_fan_in", base=[jnp.ones((2, 8))])
   assert factor == (2.0,)
+
+
+def test_a_scaling_callable_sees_the_base_leaf_under_the_same_path():
+  seen = []
+
+  def scaling(info):
+    seen.append(info)
+    return 1.0
+
+  params = {"dense": {"kernel": jnp.ones((8, 6)), "bias": jnp.ones(6)}}
+  base = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
+  assert ll2.scales(params, scaling, base=base)["dense"]["kernel"] == 1.0
+  assert seen == [
+    ll2.LeafInfo("dense/kernel", (8, 6), fan_in=8, fan_out=6, numel=48, dims=ll2.Dims(0, 1)),
+    ll2.LeafInfo("dense/kernel", (4, 3), fan_in=4, fan_out=3, numel=12, dims=ll2.Dims(0, 1)),
+  ]
+
+
+def test_only_the_base_shapes_are_kept():
+  base = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
+  kernel = weakref.ref(base["dense"]["kernel"])
+  tx = ll2.layer_l2(0.1, base=base)
+  del base
+  gc.collect()
+  assert kernel() is None
+  params = {"dense": {"kernel": jnp.ones((4, 6)), "bias": jnp.ones(6)}}
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  # fan_avg relative to the base: (10 / 24) / (5 / 6) = 0.5.
+  np.testing.assert_allclose(updates["dense"]["kernel"], 0.1 * 0.5)
+
+
+def test_a_base_needs_only_shapes():
+  params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
+  shapes = {"dense": {"kernel": ShapeOnly((2, 3)), "bias": ShapeOnly((3,))}}
+  arrays = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
+  assert ll2.scales(params, base=shapes) == ll2.scales(params, base=arrays)
+  # fan_avg: (4 + 3) / 12 against (2 + 3) / 6, 7/10 of it.
+  assert ll2.scales(params, base=shapes)["dense"]["kernel"] == pytest.approx(7 / 10, rel=1e-15)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for tx in (ll2.layer_l2(0.1, base=shapes), ll2.layer_adamw(1e-3, 0.1, base=shapes)):
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert float(updates["dense"]["bias"][0]) == 0.0
+    assert float(updates["dense"]["kernel"][0, 0]) != 0.0

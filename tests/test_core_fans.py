@@ -191,3 +191,56 @@ def test_one_dims_for_the_whole_tree_skips_leaves_the_default_mask_excludes():
   assert s == {"linear": {"weight": 40 / 400, "bias": 0.0}, "norm": {"weight": 0.0}}
   with pytest.raises(ValueError, match="for leaf 'linear/bias': out_axes axis -2 is out of range"):
     ll2.scales(params, "fan_in", dims=ll2.Dims(-1, -2), mask={"linear": True, "norm": True})
+
+
+def test_a_dims_rule_is_asked_about_arrays_only():
+  asked = []
+
+  def rule(path, leaf):
+    asked.append((path, tuple(leaf.shape)))
+    return ll2.Dims(1, 2, batch_axes=0) if leaf.ndim == 3 else None
+
+  params = {
+    "w": jnp.ones((2, 3, 4)),
+    "none": None,
+    "name": "x",
+    "c": jnp.ones((3, 3), jnp.complex64),
+  }
+  s = ll2.scales(params, "numel", dims=rule)
+  assert s == {"c": 0.0, "name": 0.0, "none": None, "w": 1 / 12}
+  assert asked == [("c", (3, 3)), ("w", (2, 3, 4))]
+
+
+def test_each_row_says_where_its_fans_came_from():
+  params = {
+    "attn": {
+      "query": {"kernel": jnp.ones((16, 2, 8)), "bias": jnp.ones((2, 8))},
+      "out": {"kernel": jnp.ones((2, 8, 16))},
+    },
+    "conv": {"kernel": jnp.ones((3, 16, 4))},  # rank 3, but not an attention kernel
+    "dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)},
+    "count": jnp.zeros((2, 2), jnp.int32),
+  }
+  rows = {row.path: row for row in ll2.describe(params, 0.1).rows}
+  assert {path: row.fans_from for path, row in rows.items()} == {
+    "attn/out/kernel": "path rule",
+    "attn/query/bias": "shape rule",  # skipped by name, its fans by the shape rule all the same
+    "attn/query/kernel": "path rule",
+    "conv/kernel": "shape rule",
+    "count": None,  # not floating: no fans
+    "dense/bias": "shape rule",
+    "dense/kernel": "shape rule",
+  }
+  # The path rule: features to heads x head_dim, and back.
+  assert (rows["attn/query/kernel"].fan_in, rows["attn/query/kernel"].fan_out) == (16, 16)
+  assert (rows["attn/out/kernel"].fan_in, rows["attn/out/kernel"].fan_out) == (16, 16)
+  assert (rows["conv/kernel"].fan_in, rows["conv/kernel"].fan_out) == (48, 12)  # 3 x 16, 3 x 4
+  # A user's `Dims`, as a tree or a rule, and only where given.
+  for given in ({"dense": {"kernel": ll2.Dims(1, 0)}}, lambda path, leaf: ll2.Dims(1, 0)):
+    report = ll2.describe({"dense": {"kernel": jnp.ones((16, 4))}}, 0.1, dims=given)
+    (row,) = report.rows
+    assert (row.fans_from, row.fan_in, row.fan_out) == ("dims", 4, 16)
+  # A bias that a `Dims` tree covers gets no fans: the `Dims` was meant for kernels.
+  dense = {"dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)}}
+  bias, kernel = ll2.describe(dense, 0.1, dims=ll2.Dims(0, 1)).rows
+  assert (bias.fans_from, bias.fan_in, kernel.fans_from) == (None, None, "dims")

@@ -1,9 +1,12 @@
-"""`penalty` and `describe`: values, per-leaf trees and the printed table."""
+"""`penalty` and `describe`: values, per-leaf trees, leaf paths and the printed table."""
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 import optax_layer_l2 as ll2
 
@@ -101,3 +104,193 @@ def test_describe_names_a_custom_scaling():
   report = ll2.describe(params(), 1.0, by_fan_in)
   assert report.scaling == "by_fan_in"
   np.testing.assert_allclose([r.scale for r in report.rows if r.skipped is None], [1 / 40, 1 / 256])
+
+
+def test_a_penalty_of_nothing_is_a_float32_zero():
+  total = ll2.penalty({"dense": {"bias": jnp.ones(3)}}, 1e-3)
+  assert (total.shape, total.dtype, float(total)) == ((), jnp.float32, 0.0)
+  empty = ll2.penalty({}, 1e-3)
+  assert (empty.shape, empty.dtype, float(empty)) == ((), jnp.float32, 0.0)
+
+
+def test_row_rate_is_the_coefficient_and_deprecated():
+  (row,) = ll2.describe({"dense": {"kernel": jnp.ones((4, 4))}}, 0.5).rows
+  assert row.coefficient == 0.25  # 0.5 * (4 + 4) / 16
+  with pytest.warns(DeprecationWarning) as warned:
+    rate = row.rate
+  assert rate == row.coefficient
+  assert [str(w.message) for w in warned] == [
+    '`Row.rate` is now `Row.coefficient` (`weight_decay * s`); "rate" means the learning '
+    "rate only. `Row.rate` will be removed after version 0.4."
+  ]
+  assert warned[0].filename == __file__  # the warning points at the caller
+
+
+def test_the_report_penalty_uses_mask_dims_and_base():
+  params = {"dense": {"kernel": jnp.ones((4, 6))}, "v": jnp.ones(3)}
+  arguments = dict(
+    mask={"dense": {"kernel": True}, "v": True},
+    dims={"dense": {"kernel": ll2.Dims(1, 0)}, "v": None},
+    base={"dense": {"kernel": jnp.ones((2, 6))}, "v": jnp.ones(3)},
+  )
+  report = ll2.describe(params, 0.1, "fan_in", **arguments)
+  # kernel: (6 / 24) / (6 / 12) = 0.5; v: (1 / 3) / (1 / 3) = 1.
+  assert [(row.path, row.scale) for row in report.rows] == [("dense/kernel", 0.5), ("v", 1.0)]
+  np.testing.assert_allclose([row.penalty for row in report.rows], [0.5 * 0.1 * 0.5 * 24, 0.15])
+
+
+class Box(NamedTuple):
+  value: jax.Array
+
+
+class Layer(NamedTuple):
+  kernel: Box
+  bias: jax.Array
+
+
+class Pair:
+  """A pytree registered without keys: its children get `FlattenedIndexKey`s."""
+
+  def __init__(self, first, second):
+    self.first, self.second = first, second
+
+
+jax.tree_util.register_pytree_node(
+  Pair, lambda pair: ((pair.first, pair.second), None), lambda _, children: Pair(*children)
+)
+
+
+class Named:
+  """A pytree registered with keys of its own: plain strings."""
+
+  def __init__(self, weight):
+    self.weight = weight
+
+
+jax.tree_util.register_pytree_with_keys(
+  Named, lambda named: ((("w", named.weight),), None), lambda _, children: Named(*children)
+)
+
+
+def test_paths_of_attributes_sequences_and_keyless_nodes():
+  # A trailing attribute `value` (an `nnx.Variable`'s) is dropped from the path.
+  params = {
+    "layers": [
+      Layer(Box(jnp.ones((4, 3))), jnp.ones(3)),
+      Layer(Box(jnp.ones((3, 2))), jnp.ones(2)),
+    ],
+    "pair": Pair(jnp.ones((2, 2)), jnp.ones((5, 5))),
+    "named": Named(jnp.ones((3, 3))),
+  }
+  report = ll2.describe(params, 0.1, "none")
+  assert [(row.path, row.skipped) for row in report.rows] == [
+    ("layers/0/kernel", None),
+    ("layers/0/bias", "named 'bias'"),
+    ("layers/1/kernel", None),
+    ("layers/1/bias", "named 'bias'"),
+    ("named/w", None),
+    ("pair/0", None),
+    ("pair/1", None),
+  ]
+
+
+class Flat:
+  """A scaling without a `__name__`: the report names it by its repr."""
+
+  def __call__(self, info):
+    return 1.0
+
+  def __repr__(self):
+    return "Flat()"
+
+
+def test_the_printed_report_with_every_column():
+  params = {
+    "dense": {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)},
+    "name": "text",
+    "big": {"kernel": jnp.ones((30, 20))},
+  }
+  base = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}, "name": "text"}
+  base["big"] = {"kernel": jnp.ones((10, 20))}
+  reference = jax.tree.map(lambda x: 0.5 * x if hasattr(x, "shape") else x, params)
+  arguments = dict(base=base, reference=reference, multipliers={"big": 2.0})
+  report = ll2.describe(params, 0.01, Flat(), **arguments)
+  assert str(report) == "\n".join(
+    [
+      "path          shape     base shape  fan_in  fan_out  s  lambda*s  ||w - w_ref||  penalty  skipped",  # noqa: E501
+      "------------  --------  ----------  ------  -------  -  --------  -------------  -------  ------------------",  # noqa: E501
+      "big/kernel    (30, 20)  (10, 20)        30       20  2      0.02          12.25      1.5",
+      "dense/bias    (3,)      -                1        3  0         0              -        0  named 'bias'",  # noqa: E501
+      "dense/kernel  (4, 3)    (2, 3)           4        3  1      0.01          3.464     0.06",
+      "name          -         -                -        -  0         0              -        0  not an array (str)",  # noqa: E501
+      "2 of 4 leaves decayed toward the reference; weight_decay=0.01, scaling=Flat() relative to "
+      "base; total penalty 1.56",
+    ]
+  )
+  # The penalty column is `penalty` with the same arguments.
+  per_leaf = ll2.penalty(params, 0.01, Flat(), **arguments, per_leaf=True)
+  assert [row.penalty for row in report.rows] == [
+    float(per_leaf["big"]["kernel"]), 0.0, float(per_leaf["dense"]["kernel"]), 0.0
+  ]  # fmt: skip
+
+
+def test_the_printed_report_of_shapes_and_its_pretty_print():
+  shapes = jax.eval_shape(lambda: {"dense": {"kernel": jnp.ones((4, 3))}})
+  report = ll2.describe(shapes, 0.5)
+  table = "\n".join(
+    [
+      "path          shape   fan_in  fan_out       s  lambda*s  penalty  skipped",
+      "------------  ------  ------  -------  ------  --------  -------  -------",
+      "dense/kernel  (4, 3)       4        3  0.5833    0.2917        -",
+      "1 of 1 leaves decayed; weight_decay=0.5, scaling=fan_avg; total penalty -",
+    ]
+  )
+  assert str(report) == table
+
+  class Printer:  # the part of IPython's printer that `_repr_pretty_` uses
+    def __init__(self):
+      self.written = []
+
+    def text(self, text):
+      self.written.append(text)
+
+  printer = Printer()
+  report._repr_pretty_(printer, cycle=False)
+  assert printer.written == [table]
+
+
+def test_the_printed_report_of_a_flax_attention_layer_says_where_its_fans_came_from():
+  # Flax's attention kernels are read by their path; the table then has a column saying so.
+  attention = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8)
+  params = jax.eval_shape(lambda: attention.init(jax.random.key(0), jnp.ones((1, 3, 8))))
+  report = ll2.describe(params["params"], 0.1)
+  assert str(report) == "\n".join(
+    [
+      "path          shape      fan_in  fan_out  fans from      s  lambda*s  penalty  skipped",
+      "------------  ---------  ------  -------  ----------  ----  --------  -------  ------------",
+      "key/bias      (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
+      "key/kernel    (8, 2, 4)       8        8  path rule   0.25     0.025        -",
+      "out/bias      (8,)            1        8  shape rule     0         0        -  named 'bias'",
+      "out/kernel    (2, 4, 8)       8        8  path rule   0.25     0.025        -",
+      "query/bias    (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
+      "query/kernel  (8, 2, 4)       8        8  path rule   0.25     0.025        -",
+      "value/bias    (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
+      "value/kernel  (8, 2, 4)       8        8  path rule   0.25     0.025        -",
+      "4 of 8 leaves decayed; weight_decay=0.1, scaling=fan_avg; total penalty -",
+    ]
+  )
+
+
+def test_the_fans_from_column_appears_only_beside_more_than_the_shape_rule():
+  dense = {"dense": {"kernel": jnp.ones((8, 4)), "bias": jnp.ones(4)}}
+  assert "fans from" not in str(ll2.describe(dense, 0.1))  # every fan from the shape rule
+  # With a `Dims` the kernel's fans are the user's; the bias, skipped by name, has none.
+  assert str(ll2.describe(dense, 0.1, dims=ll2.Dims(0, 1))) == "\n".join(
+    [
+      "path          shape   fan_in  fan_out  fans from      s  lambda*s  penalty  skipped",
+      "------------  ------  ------  -------  ---------  -----  --------  -------  ------------",
+      "dense/bias    (4,)         -        -  -              0         0        0  named 'bias'",
+      "dense/kernel  (8, 4)       8        4  dims       0.375    0.0375      0.6",
+      "1 of 2 leaves decayed; weight_decay=0.1, scaling=fan_avg; total penalty 0.6",
+    ]
+  )
