@@ -13,8 +13,9 @@ is reached whenever the library's Python runs, at trace time.
 For each mutant only the tests that reach the mutated function run (found by
 a first run of all of them, as mutmut does), fastest first, stopping at the
 first failure. The selection is the fast `tests/test_core_*.py` files but for
-`test_core_properties.py` (hypothesis), and the library's doctests (the
-docstrings of the mutant copies are left out).
+`test_core_properties.py` (hypothesis), the Optax battery
+`tests/test_optax_battery.py`, and the library's doctests (the docstrings of
+the mutant copies are left out).
 
 Usage, from the repository root, with `pip install mutmut` (3.8):
 
@@ -45,23 +46,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "optax_layer_l2"
 # The fast tests, but for the hypothesis properties: a surviving mutant runs every
 # test that reaches it, and with those it took minutes each.
-TESTS = sorted(
-  str(path.relative_to(ROOT))
-  for path in (ROOT / "tests").glob("test_core_*.py")
-  if path.name != "test_core_properties.py"
-)
+TESTS = [
+  *sorted(
+    str(path.relative_to(ROOT))
+    for path in (ROOT / "tests").glob("test_core_*.py")
+    if path.name != "test_core_properties.py"
+  ),
+  "tests/test_optax_battery.py",
+]
 # The order of the run: where the maths lives first.
 PRIORITY = [
-  "_scales",
   "_scaling",
   "_fans",
+  "_rule",
+  "_base",
+  "_numeric",
   "_transform",
+  "_learning_rate",
   "_penalty",
   "_weight_decay",
   "_masking",
   "_multipliers",
   "_paths",
   "_describe",
+  "_scales",
   "_alias",
   "_reference",
 ]
