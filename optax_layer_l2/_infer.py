@@ -42,7 +42,7 @@ try:  # the public names of JAX's jaxpr types, from jax 0.4.36
 except ImportError:  # jax 0.4.35
   from jax.core import ClosedJaxpr, Jaxpr, Literal  # type: ignore[attr-defined,no-redef]
 
-from optax_layer_l2._fans import InferredDims
+from optax_layer_l2._fans import Dims, InferredDims
 from optax_layer_l2._paths import flatten_with_paths, is_none
 
 # ---------------------------------------------------------------------------
@@ -866,8 +866,9 @@ def _dims_of(
     raise ValueError(
       f"`infer_dims`: leaf {path!r} is read two ways: by {first.describe(rank)} and by "
       f"{second.describe(rank)}. A leaf shared by two layers of different shapes (an "
-      "embedding tied to the readout) has no one fan-in; give its `Dims` yourself, e.g. "
-      "replace that entry of the result with the use you want the factor to follow."
+      "embedding tied to the readout) has no one fan-in; give its `Dims` yourself: pass the "
+      "leaf to `fn` as data, an argument after `params`, and add its entry to the `Dims` "
+      "that `infer_dims` gives for the rest of `params`."
     )
   ((in_axes, batch_axes, field_axes),) = readings
   (use,) = readings.values()
@@ -1024,7 +1025,36 @@ def _result(
     dataclasses.replace(dims, why_none=reasons) if isinstance(dims, InferredDims) else dims
     for dims in found
   ]
-  return jax.tree.unflatten(treedef, found)
+  return _unboxed(jax.tree.unflatten(treedef, found))
+
+
+_VALUE = jax.tree_util.GetAttrKey("value")
+
+
+def _is_dims_or_none(x: Any) -> bool:
+  return x is None or isinstance(x, Dims)
+
+
+def _is_box(x: Any) -> bool:
+  """A node holding one leaf as its ``value``: an ``nnx.Variable``, a linen ``Partitioned``."""
+  if _is_dims_or_none(x):
+    return True
+  with_path, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=_is_dims_or_none)
+  return len(with_path) == 1 and tuple(with_path[0][0]) == (_VALUE,)
+
+
+def _unboxed(tree: Any) -> Any:
+  """``tree`` with every box replaced by what it holds.
+
+  ``nnx.Optimizer`` gives ``init`` the params as ``nnx.Param`` boxes and
+  ``update`` as bare arrays; a tree of ``Dims`` without the boxes is a
+  prefix of both.
+  """
+  return jax.tree.map(
+    lambda x: x if _is_dims_or_none(x) else jax.tree.leaves(x, is_leaf=_is_dims_or_none)[0],
+    tree,
+    is_leaf=_is_box,
+  )
 
 
 def _summary(why_none: dict[str, str], limit: int = 3) -> str:

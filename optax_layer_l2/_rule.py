@@ -390,11 +390,12 @@ def _default_mask(
   """The decision of the default mask for a floating leaf it skips, or ``None`` if it selects it.
 
   With inferred ``dims`` the computation decides: a leaf it contracts with
-  data is selected, every other one skipped. Otherwise a leaf named ``bias``
-  or ``scale`` is skipped, and so is one of rank below 2 per layer.
+  data is selected, and so is one whose entry the user replaced with a
+  ``Dims``; every other one is skipped. Otherwise a leaf named ``bias`` or
+  ``scale`` is skipped, and so is one of rank below 2 per layer.
   """
   if chosen.inferred:
-    if fans_from is FansFrom.INFERRED:
+    if fans_from in (FansFrom.INFERRED, FansFrom.DIMS):
       return None
     why = chosen.why_none.get(path, "not contracted with data by fn")
     return _skipped(path, shape, Skip.NOT_CONTRACTED, why)

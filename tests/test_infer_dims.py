@@ -482,9 +482,31 @@ def test_tied_embedding_is_an_error_naming_the_leaf_and_both_uses():
     "`infer_dims`: leaf 'embed' is read two ways: by `dot_general` at "
     f"{HERE}:{line} (fan-in axes [1], fan-out axes [0]) and by `gather` at {HERE}:{line}, "
     "a lookup (fan-in axes [0], fan-out axes [1]). A leaf shared by two layers of different "
-    "shapes (an embedding tied to the readout) has no one fan-in; give its `Dims` yourself, "
-    "e.g. replace that entry of the result with the use you want the factor to follow."
+    "shapes (an embedding tied to the readout) has no one fan-in; give its `Dims` yourself: "
+    "pass the leaf to `fn` as data, an argument after `params`, and add its entry to the "
+    "`Dims` that `infer_dims` gives for the rest of `params`."
   )
+
+
+def test_tied_embedding_passed_as_data_and_its_dims_added_by_hand_is_decayed():
+  # What the error says to do: the rest inferred, the tied leaf's entry added.
+  params = {"embed": jnp.ones((100, 32)), "hidden": jnp.ones((32, 32))}
+
+  def fn(p, ids):
+    return jnp.tanh(p["embed"][ids] @ p["hidden"]) @ p["embed"].T
+
+  rest = {"hidden": params["hidden"]}
+  dims = ll2.infer_dims(
+    lambda p, embed, ids: fn({**p, "embed": embed}, ids), rest, params["embed"], IDS
+  )
+  dims = {**dims, "embed": ll2.Dims(in_axes=0, out_axes=1)}
+  rows = {row.path: row for row in ll2.describe(params, 1.0, "fan_in", dims=dims).rows}
+  assert (rows["embed"].fans_from, rows["embed"].fan_in, rows["embed"].scale) == (
+    "dims",
+    100,
+    1 / 32,
+  )
+  assert (rows["hidden"].fans_from, rows["hidden"].scale) == ("inferred", 1 / 32)
 
 
 def test_the_two_uses_name_stacked_and_receptive_field_axes():

@@ -19,6 +19,7 @@ mapping of the kernel's axes to the computation's.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import optax_layer_l2 as ll2
@@ -335,6 +336,27 @@ def test_nnx_vmap_made_stack_run_by_nnx_scan():
   scales = nnx.to_pure_dict(ll2.scales(state, "fan_in", dims=dims))
   assert scales["blocks"]["linear"]["kernel"] == 1 / 32 and scales["head"]["kernel"] == 1 / 10
   assert scales["blocks"]["norm"]["scale"] == 0.0
+
+
+def test_nnx_optimizer_takes_the_inferred_dims_as_they_are():
+  # nnx.Optimizer gives `init` the params as nnx.Param and `update` as bare arrays;
+  # the result holds Dims without the boxes, a prefix of both.
+  model = nnx.LinearGeneral(32, (4, 8), rngs=nnx.Rngs(0))
+  _, dims = nnx_dims(model, jnp.ones((2, 32)))
+  assert not any(isinstance(x, nnx.Variable) for x in jax.tree.leaves(dims, is_leaf=_is_dims))
+  tx = optax.chain(ll2.layer_l2(0.5, "fan_in", dims=dims), optax.sgd(1.0))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  kernel = model.kernel[...]
+
+  @nnx.jit
+  def step(model, optimizer):
+    grads = nnx.grad(lambda m: 0.0 * m(jnp.ones((2, 32))).sum())(model)
+    optimizer.update(model, grads)
+
+  step(model, optimizer)
+  # The decay alone: w - 0.5 * (fan_in / numel = 1 / 32) * w; the bias is not decayed.
+  np.testing.assert_allclose(model.kernel[...], kernel * (1 - 0.5 / 32), rtol=1e-6)
+  np.testing.assert_array_equal(model.bias[...], 0.0)
 
 
 # ---------------------------------------------------------------------------
