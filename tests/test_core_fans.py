@@ -244,3 +244,51 @@ def test_each_row_says_where_its_fans_came_from():
   dense = {"dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)}}
   bias, kernel = ll2.describe(dense, 0.1, dims=ll2.Dims(0, 1)).rows
   assert (bias.fans_from, bias.fan_in, kernel.fans_from) == (None, None, "dims")
+
+
+def test_a_bare_stacked_rule_reads_a_bias_or_scale_of_one_more_axis_as_the_stack():
+  # A (layers, n) leaf named `bias` or `scale` is never decayed, so reading it as a stack of
+  # vectors guesses nothing; at the top of the tree or deep in it, it is no error. (Fans from
+  # a `dims` rule are left out for a leaf skipped by name.)
+  params = {
+    "scale": jnp.ones((6, 8)),
+    "blocks": {"norm": {"scale": jnp.ones((6, 8))}, "mlp": {"bias": jnp.ones((6, 8))}},
+    "layers": {"kernel": jnp.ones((6, 8, 8))},
+  }
+  rows = {row.path: row for row in ll2.describe(params, 0.1, dims=ll2.stacked(0)).rows}
+  assert {path: (row.skipped, row.fan_in, row.fan_out) for path, row in rows.items()} == {
+    "blocks/mlp/bias": ("named 'bias'", None, None),
+    "blocks/norm/scale": ("named 'scale'", None, None),
+    "layers/kernel": (None, 8, 8),
+    "scale": ("named 'scale'", None, None),
+  }
+
+
+def test_equal_dims_hash_alike_and_different_dims_apart():
+  assert hash(ll2.Dims(0, [1])) == hash(ll2.Dims((0,), 1))
+  assert {ll2.Dims(0, 1): "a"}[ll2.Dims([0], (1,))] == "a"
+  hashes = {hash(ll2.Dims(0, 1)), hash(ll2.Dims(1, 0)), hash(ll2.Dims(0, 1, batch_axes=2))}
+  assert len(hashes) == 3
+
+
+class CallableDims:
+  """A callable pytree holding `Dims`, as an Equinox module from `infer_dims` is."""
+
+  def __init__(self, kernel):
+    self.kernel = kernel
+
+  def __call__(self, path, leaf):
+    raise AssertionError("a pytree of `Dims` is not called")
+
+
+jax.tree_util.register_pytree_with_keys(
+  CallableDims,
+  lambda tree: (((jax.tree_util.GetAttrKey("kernel"), tree.kernel),), None),
+  lambda _, children: CallableDims(*children),
+)
+
+
+def test_a_callable_pytree_of_dims_is_a_tree_not_a_rule():
+  params = CallableDims(jnp.ones((4, 6)))
+  s = ll2.scales(params, "fan_in", dims=CallableDims(ll2.Dims(1, 0)))
+  assert s.kernel == 6 / 24  # fan_in 6 (axis 1), not the default's 4

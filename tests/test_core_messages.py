@@ -14,6 +14,7 @@ from conftest import GRADS, PARAMS, ShapeOnly, first_update
 import optax_layer_l2 as ll2
 
 KERNEL_ONLY = {"dense": {"kernel": True, "bias": False}}
+PAIR = (jnp.ones((4, 3)), jnp.ones(3))  # the paths of a list, in a tuple
 
 
 def with_base(base, scaling="fan_avg"):
@@ -146,6 +147,25 @@ CASES = {
     "`mask` must hold Python bools; for leaf 'dense/kernel' it holds 1.0. The mask is "
     "static: it is read once per trace, not on device.",
   ),
+  "mask with a None entry params lack": (
+    # A `None` entry is an entry (it covers its subtree), so it is the one named.
+    lambda: ll2.scales(PARAMS, mask={"dense": None, "extra": None}),
+    ValueError,
+    "`mask` must have the structure of `params`, or of a prefix of it; `mask` has the entry "
+    "'extra', which `params` lacks.",
+  ),
+  "mask with an entry params lack after one that covers a subtree": (
+    lambda: ll2.scales(PARAMS, mask={"dense": True, "nope": True}),
+    ValueError,
+    "`mask` must have the structure of `params`, or of a prefix of it; `mask` has the entry "
+    "'nope', which `params` lacks.",
+  ),
+  "mask a list for a tuple": (
+    lambda: ll2.scales(PAIR, mask=[True, False]),
+    ValueError,
+    "`mask` must have the structure of `params`, or of a prefix of it; their paths agree but "
+    "their containers differ: `mask` is PyTreeDef([*, *]), `params` is PyTreeDef((*, *)).",
+  ),
   # update
   "update without params": (
     lambda: ll2.layer_l2(0.1).update(GRADS, ll2.layer_l2(0.1).init(PARAMS)),
@@ -189,6 +209,13 @@ CASES = {
     lambda: first_update(ll2.layer_l2(0.1, dims={"dense": {"kernel": 3, "bias": None}})),
     TypeError,
     "`dims` must hold `Dims` or `None`; for leaf 'dense/kernel' it holds 3. Pass "
+    "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
+  ),
+  "dims a bare int": (
+    # Not callable: a tree of one leaf, broadcast to every leaf, and not a `Dims`.
+    lambda: ll2.scales(PARAMS, dims=3),
+    TypeError,
+    "`dims` must hold `Dims` or `None`; for leaf 'dense/bias' it holds 3. Pass "
     "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
   ),
   "Dims of strings": (
@@ -322,6 +349,12 @@ CASES = {
     ValueError,
     "`reference` must have the tree structure of `params`; `params` has leaf 'dense/kernel' "
     "where `reference` has 'dense/kernel/a'.",
+  ),
+  "reference a list for a tuple": (
+    lambda: ll2.penalty(PAIR, 0.1, reference=list(PAIR)),
+    ValueError,
+    "`reference` must have the tree structure of `params`; the leaf paths agree but the tree "
+    "node types differ.",
   ),
   "reference holding shapes at a decayed leaf": (
     lambda: ll2.penalty(

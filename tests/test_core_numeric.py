@@ -77,6 +77,10 @@ def test_under_x64_narrow_leaves_are_decayed_and_penalised_without_float64(x64, 
   assert _dtypes_traced(lambda p: ll2.penalty(p, 1e-3, reference=reference), params) <= narrow
   per_leaf = ll2.penalty(params, 1e-3, reference=reference, per_leaf=True)
   assert {str(v.dtype) for v in jax.tree.leaves(per_leaf)} == {"float32"}
+  # A float64 JAX scalar, unlike a Python float, has a dtype of its own: still float32.
+  wide_rate = jnp.asarray(1e-3, jnp.float64)
+  per_leaf = ll2.penalty(params, wide_rate, reference=reference, per_leaf=True)
+  assert {str(v.dtype) for v in jax.tree.leaves(per_leaf)} == {"float32"}
   assert ll2.penalty({}, 1e-3).dtype == jnp.float32
 
 

@@ -234,6 +234,38 @@ def test_the_printed_report_with_every_column():
   ]  # fmt: skip
 
 
+def test_the_printed_report_with_rate_factors_from_the_same_dims():
+  # With `dims` the dense kernel's fan-in is its 4 outputs at both widths: r = 1, not 8 / 16.
+  params = {
+    "dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)},
+    "hidden": {"kernel": jnp.ones((16, 16))},
+  }
+  base = {"dense": {"kernel": jnp.ones((8, 4)), "bias": jnp.ones(4)}}
+  base["hidden"] = {"kernel": jnp.ones((8, 16))}
+  dims = {"dense": {"kernel": ll2.Dims(1, 0), "bias": None}, "hidden": {"kernel": None}}
+  report = ll2.describe(params, 0.1, "none", lr_scaling="inv_fan_in", base=base, dims=dims)
+  assert str(report) == "\n".join(
+    [
+      "path           shape     base shape  fan_in  fan_out  fans from   s  lambda*s    r  penalty  skipped",  # noqa: E501
+      "-------------  --------  ----------  ------  -------  ----------  -  --------  ---  -------  ------------",  # noqa: E501
+      "dense/bias     (4,)      -                1        4  shape rule  0         0    1        0  named 'bias'",  # noqa: E501
+      "dense/kernel   (16, 4)   (8, 4)           4       16  dims        1       0.1    1      3.2",
+      "hidden/kernel  (16, 16)  (8, 16)         16       16  shape rule  1       0.1  0.5     12.8",
+      "2 of 3 leaves decayed; weight_decay=0.1, scaling=none relative to base, "
+      "lr_scaling=inv_fan_in; total penalty 16",
+    ]
+  )
+
+
+def test_penalty_reads_the_fans_from_dims():
+  params = {"dense": {"kernel": jnp.ones((4, 6))}}
+  # fan_in / numel with the default rule: 4 / 24; with `Dims(1, 0)`: 6 / 24.
+  np.testing.assert_allclose(ll2.penalty(params, 0.1, "fan_in"), 0.5 * 0.1 * (4 / 24) * 24)
+  np.testing.assert_allclose(
+    ll2.penalty(params, 0.1, "fan_in", dims=ll2.Dims(1, 0)), 0.5 * 0.1 * (6 / 24) * 24
+  )
+
+
 def test_the_printed_report_of_shapes_and_its_pretty_print():
   shapes = jax.eval_shape(lambda: {"dense": {"kernel": jnp.ones((4, 3))}})
   report = ll2.describe(shapes, 0.5)
