@@ -84,6 +84,7 @@ class Architecture:
 
   @property
   def description(self) -> str:
+    """The first paragraph of the defining module's docstring."""
     doc = sys.modules[type(self).__module__].__doc__ or ""
     return doc.split("\n\n")[0]
 

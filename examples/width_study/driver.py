@@ -229,7 +229,8 @@ def run_joint_study(
     mine = jax.tree.leaves(params_of(base_width, recipe))
     if all(np.array_equal(a, b) for a, b in zip(plain, mine, strict=True)):
       return form
-    return dataclasses.replace(form, init=f"{recipe.init.__name__} changes them")
+    transform = getattr(recipe.init, "__name__", "its init transform")
+    return dataclasses.replace(form, init=f"{transform} changes them")
 
   def train_points(width: int, name: str, rates: np.ndarray, lambdas: np.ndarray) -> dict:
     if (width, name) not in programs:

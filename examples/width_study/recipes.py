@@ -1,11 +1,14 @@
 """The recipes a joint study compares: how the learning rate and the decay follow the width.
 
 Each recipe is ``layer_adamw`` with a decay scaling and, or not, per-layer
-learning-rate factors, both relative to the base model (``base=``). At the
-base every recipe is plain AdamW, so one ``(learning rate, lambda)`` pair
-tuned there means the same thing to all of them; wider, they differ in how
-each kernel's Adam step (``learning_rate * r``) and its per-step decay
-(``learning_rate * lambda * s``) change with its fans.
+learning-rate factors, both relative to the base model (``base=``), and
+optionally a transform of the initial weights. At the base every recipe is
+plain AdamW from the architecture's init (the driver checks it:
+:mod:`width_study.shared_base`), so one ``(learning rate, lambda)`` pair tuned
+there means the same thing to all of them; wider, they differ in how each
+kernel's Adam step (``learning_rate * r``) and its per-step decay
+(``learning_rate * lambda * s``) change with its fans, and in how it starts.
+A new recipe is one entry of :data:`RECIPES`.
 """
 
 import dataclasses
