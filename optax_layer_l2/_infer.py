@@ -60,11 +60,14 @@ class Origin(NamedTuple):
       LoRA delta ``A @ B``): fan-in where the leaf meets data only through
       the other factor, fan-out where it meets data itself, as in
       ``(x @ A) @ B``.
+    mixed: the leaf reached this value in two arrangements (``w + w.T``, a
+      loop that transposes it each turn): no one reading of its axes.
   """
 
   axes: tuple[frozenset[int], ...]
   sliced: frozenset[int]
   paired: frozenset[int] = frozenset()
+  mixed: bool = False
 
 
 Carried: TypeAlias = tuple[frozenset[tuple[int, int]], ...]
@@ -105,10 +108,10 @@ def _info(origins: dict[int, Origin], data: bool, carried: Carried = ()) -> Info
 
 
 def _merge_origin(a: Origin | None, b: Origin) -> Origin:
-  if a is None:
+  """One leaf's origin in a value that may be either: the same, or ``mixed``."""
+  if a is None or a == b:
     return b
-  axes = tuple(x | y for x, y in zip(a.axes, b.axes, strict=True))
-  return Origin(axes, a.sliced | b.sliced, a.paired | b.paired)
+  return b._replace(mixed=True)
 
 
 def merge(infos: Iterable[Info]) -> Info:
@@ -141,7 +144,7 @@ def remapped(info: Info, sources: Sequence[Sequence[int]], sliced: Iterable[int]
   for leaf, origin in info.origins.items():
     axes = tuple(frozenset().union(*(origin.axes[i] for i in group)) for group in sources)
     away = frozenset().union(*(origin.axes[i] for i in sliced))
-    origins[leaf] = Origin(axes, origin.sliced | away, origin.paired)
+    origins[leaf] = origin._replace(axes=axes, sliced=origin.sliced | away)
   carried = info.carried
   if carried:
     carried = tuple(frozenset().union(*(carried[i] for i in group)) for group in sources)
@@ -218,6 +221,7 @@ class Findings:
   read: set[int] = dataclasses.field(default_factory=set)
   stacked: dict[int, set[int]] = dataclasses.field(default_factory=dict)  # free axes seen stacked
   callers: list[Any] = dataclasses.field(default_factory=list)  # the equations walked into
+  unreadable: dict[int, str] = dataclasses.field(default_factory=dict)  # whatever its uses say
 
   def use(self, leaf: int, use: Use) -> None:
     self.uses.setdefault(leaf, set()).add(use)
@@ -225,6 +229,22 @@ class Findings:
   def note(self, info: Info, why: str) -> None:
     for leaf in info.origins:
       self.notes.setdefault(leaf, {})[why] = None
+
+  def contracted(
+    self,
+    operand: Info,
+    what: str,
+    in_axes: Iterable[int],
+    batch_axes: Iterable[int] = (),
+    field_axes: Iterable[int] = (),
+  ) -> None:
+    """Records a use of each leaf of ``operand``, contracted over the value's ``in_axes``."""
+    for leaf, origin in operand.origins.items():
+      if origin.mixed:
+        why = f"combined with itself in another arrangement before {what}"
+        self.unreadable.setdefault(leaf, why)
+      else:
+        self.use(leaf, _leaf_use(origin, in_axes, batch_axes, field_axes, what))
 
 
 def _where(eqn: Any, findings: Findings) -> str:
@@ -270,8 +290,7 @@ def _record_contraction(
       operand, f"contracted with another parameter, not with data, in {_where(eqn, findings)}"
     )
     return
-  for leaf, origin in operand.origins.items():
-    findings.use(leaf, _leaf_use(origin, in_axes, batch_axes, field_axes, _where(eqn, findings)))
+  findings.contracted(operand, _where(eqn, findings), in_axes, batch_axes, field_axes)
 
 
 def _leaf_use(
@@ -533,9 +552,7 @@ def _record_lookup(findings: Findings, operand: Info, eqn: Any, axes: Sequence[i
   if operand.data:
     findings.note(operand, f"mixed with data before {_where(eqn, findings)}")
     return
-  what = f"{_where(eqn, findings)}, a lookup"
-  for leaf, origin in operand.origins.items():
-    findings.use(leaf, _leaf_use(origin, axes, (), (), what))
+  findings.contracted(operand, f"{_where(eqn, findings)}, a lookup", axes)
 
 
 @_rule("gather")
@@ -570,6 +587,8 @@ def _dot_general(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   """A contraction: the contracted axes of a parameter are fan-in, its batch axes stacked."""
   lhs, rhs = ins[:2]
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+  if lhs.origins and rhs.origins and not (lhs.data or rhs.data):
+    return [_product(eqn, lhs, rhs, findings)]
   _record_contraction(findings, lhs, rhs, eqn, lhs_contract, lhs_batch)
   _record_contraction(findings, rhs, lhs, eqn, rhs_contract, rhs_batch)
   if lhs.data and rhs.data:  # what the axes of either carried is mixed in the output
@@ -581,8 +600,6 @@ def _dot_general(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
     batch = len(lhs_batch)
     parts = [_carried_by_dot(lhs, lhs_sources, batch), _carried_by_dot(rhs, rhs_sources, batch)]
     return [merge(parts)]
-  if lhs.origins and rhs.origins:
-    return [_product(eqn, lhs, rhs, findings)]
   return [CONSTANT]
 
 
@@ -634,12 +651,15 @@ def _product(eqn: Any, lhs: Info, rhs: Info, findings: Findings) -> Info:
   none of them.
   """
   (lhs_contract, rhs_contract), _ = eqn.params["dimension_numbers"]
-  factors = [*lhs.origins.values(), *rhs.origins.values()]
-  if any(origin.paired for origin in factors) or lhs.origins.keys() & rhs.origins.keys():
-    findings.note(
-      merge([lhs, rhs]), f"a factor of a product of parameters in {_where(eqn, findings)}"
-    )
+  where, both = _where(eqn, findings), merge([lhs, rhs])
+  if lhs.origins.keys() & rhs.origins.keys():
+    findings.note(both, f"multiplied by itself in {where}")
     return CONSTANT
+  if any(origin.paired for origin in both.origins.values()):
+    findings.note(both, f"a factor of a product of three or more parameters in {where}")
+    return CONSTANT
+  # The reason, if the product never meets data.
+  findings.note(both, f"contracted with another parameter, not with data, in {where}")
   lhs_sources, rhs_sources = _dot_sources(eqn)
   origins = {}
   for info, sources, contract in (
@@ -762,7 +782,7 @@ def _sliced_by_scan(info: Info) -> Info:
   if not (info.origins or info.carried):
     return info
   origins = {
-    leaf: Origin(origin.axes[1:], origin.sliced | origin.axes[0], origin.paired)
+    leaf: origin._replace(axes=origin.axes[1:], sliced=origin.sliced | origin.axes[0])
     for leaf, origin in info.origins.items()
   }
   return _info(origins, info.data, info.carried[1:])
@@ -773,8 +793,7 @@ def _stacked_by_scan(info: Info) -> Info:
   if not (info.origins or info.carried):
     return info
   origins = {
-    leaf: Origin((frozenset(), *origin.axes), origin.sliced, origin.paired)
-    for leaf, origin in info.origins.items()
+    leaf: origin._replace(axes=(frozenset(), *origin.axes)) for leaf, origin in info.origins.items()
   }
   carried = (frozenset(), *info.carried) if info.carried else ()
   return _info(origins, info.data, carried)
@@ -1003,7 +1022,9 @@ def _result(
   for index, position in enumerate(param_where):
     path, rank = paths[position], len(leaves[position].shape)
     uses = findings.uses.get(index)
-    if uses:
+    if index in findings.unreadable:
+      why_none[path] = findings.unreadable[index]
+    elif uses:
       dims = _dims_of(path, rank, uses, findings.stacked.get(index, ()))
       if isinstance(dims, InferredDims):
         found[position] = dims

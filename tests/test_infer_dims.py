@@ -9,6 +9,7 @@ slices layer by layer (stacked).
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -18,6 +19,7 @@ import pytest
 from jax import lax
 
 import optax_layer_l2 as ll2
+from optax_layer_l2._infer import reshape_sources
 from optax_layer_l2._rule import is_dims_function
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +58,29 @@ STACKED = ((1,), (2,), (0,))  # (layers, in, out)
 
 # ---------------------------------------------------------------------------
 # Rearrangements of a leaf on its way to the contraction.
+
+
+@pytest.mark.parametrize(
+  "old, new, expected",
+  [
+    ((4, 8, 16), (32, 16), [[0, 1], [2]]),  # merged
+    ((32, 16), (4, 8, 16), [[0], [0], [1]]),  # split
+    ((16, 4, 8), (16, 32), [[0], [1, 2]]),  # the later axes merged
+    ((2, 3), (6,), [[0, 1]]),  # axes of size 2
+    ((6,), (2, 3), [[0], [0]]),
+    ((2, 2, 2), (2, 4), [[0], [1, 2]]),
+    ((6, 4), (4, 6), [[0, 1], [0, 1]]),  # regrouped across: both from both
+    ((1, 32, 1), (32,), [[1]]),  # size-1 axes belong to neither
+    ((32,), (1, 32, 1), [[], [0], []]),
+  ],
+)
+def test_reshape_sources(old, new, expected):
+  assert reshape_sources(old, new) == expected
+
+
+def test_a_reshape_that_merges_the_contracted_axes_last():
+  dims = ll2.infer_dims(lambda p, x: x @ p["w"].reshape(16, 32).T, {"w": shape(16, 4, 8)}, X)
+  assert axes(dims) == {"w": ((1, 2), (0,), ())}
 
 
 def test_reshape_that_merges_axes_maps_both_to_fan_in():
@@ -265,6 +290,58 @@ def test_loop_carry_that_holds_a_leaf_is_followed_until_it_settles():
   assert axes(ll2.infer_dims(fn, {"w": shape(32, 32)}, X)) == {"w": DENSE}
 
 
+def test_loop_carry_that_takes_three_turns_to_hold_the_leaf():
+  # The kernel enters slot 2 on the first turn, slot 1 on the second, the product on the third.
+  def fn(p, x):
+    zeros = jnp.zeros((32, 32))
+    return lax.fori_loop(0, 5, lambda i, c: (c[0] @ c[1], c[2], p["w"]), (x, zeros, zeros))[0]
+
+  assert axes(ll2.infer_dims(fn, {"w": shape(32, 32)}, X)) == {"w": DENSE}
+
+
+def test_control_flow_and_jit_on_data_alone_keep_what_is_data():
+  def fn(p, x):
+    h = lax.scan(lambda c, t: (c + t, None), x, jnp.stack([x, x]))[0]  # data only
+    h = lax.cond(h.sum() > 0, jnp.tanh, jnp.sin, h)
+    h, mask = jax.jit(lambda h: (h * 2, jnp.tril(jnp.ones((32, 16)))))(h)  # a constant mask
+    return h @ (p["w"] * mask)
+
+  assert axes(ll2.infer_dims(fn, {"w": shape(32, 16)}, X)) == {"w": DENSE}
+
+
+def test_a_scan_over_data_keeps_it_data():
+  # Projected inputs scanned step by step; the gain meets data in the body.
+  def fn(p, xs):
+    hs = xs @ p["w_in"]
+    _, ys = lax.scan(lambda c, h: (c, h * p["gain"]), 0.0, hs)
+    return ys @ p["w_out"]
+
+  params = {"w_in": shape(32, 16), "gain": shape(16), "w_out": shape(16, 8)}
+  dims = ll2.infer_dims(fn, params, shape(5, 4, 32))
+  line = fn.__code__.co_firstlineno + 2
+  assert axes(dims) == {"w_in": DENSE, "gain": None, "w_out": DENSE}
+  assert reasons(dims) == {"gain": f"used elementwise with data in `mul` at {HERE}:{line}"}
+
+
+def test_scan_outputs_made_of_leaves_keep_their_axes():
+  # Per-layer LoRA deltas computed in one scan, stacked as its output, used after it.
+  def fn(p, x):
+    _, deltas = lax.scan(lambda c, ab: (c, ab["a"] @ ab["b"]), 0.0, p)  # (layers, in, out)
+    return jnp.einsum("bi,lio->lbo", x, deltas)
+
+  dims = ll2.infer_dims(fn, {"a": shape(3, 32, 4), "b": shape(3, 4, 16)}, X)
+  assert axes(dims) == {"a": STACKED, "b": STACKED}
+
+
+def test_products_batched_over_layers_then_scanned():
+  def fn(p, x):
+    deltas = jnp.einsum("lir,lro->lio", p["a"], p["b"])  # a product with a batch axis
+    return lax.scan(lambda h, d: (h @ d, None), x, deltas)[0]
+
+  dims = ll2.infer_dims(fn, {"a": shape(3, 32, 4), "b": shape(3, 4, 32)}, X)
+  assert axes(dims) == {"a": STACKED, "b": STACKED}
+
+
 def test_vmap_over_stacked_layers_with_a_batched_input():
   def fn(p, xs):
     return jax.vmap(lambda w, x: jnp.tanh(x @ w))(p["w"], xs)
@@ -283,6 +360,26 @@ def test_ensemble_vmapped_over_a_shared_input_reads_the_member_axis_as_stacked()
   dims = ll2.infer_dims(fn, params, X)
   assert axes(dims) == {"a": STACKED, "a_bias": None, "b": STACKED}
   assert ll2.fans((3, 32, 16), dims["a"]) == ll2.Fans(32, 16, 512)
+
+
+def test_ensembles_side_by_side_both_get_their_member_axis_stacked():
+  def fn(p, x):
+    return jax.vmap(lambda w: (jnp.tanh(x @ w["a"]) + jnp.tanh(x @ w["c"])) @ w["b"])(p)
+
+  params = {"a": shape(3, 32, 16), "c": shape(3, 32, 16), "b": shape(3, 16, 8)}
+  assert axes(ll2.infer_dims(fn, params, X)) == {"a": STACKED, "b": STACKED, "c": STACKED}
+
+
+def test_ensemble_over_a_sequence_through_a_scan():
+  # The first kernel's member axis rides through the scan (sliced, then stacked
+  # again as its output) to the second kernel's contraction.
+  def fn(p, xs):
+    hs = jnp.einsum("tbd,edh->tebh", xs, p["a"])
+    _, ys = lax.scan(lambda c, h: (c, jnp.tanh(h)), 0.0, hs)
+    return jnp.einsum("tebh,ehk->tebk", ys, p["b"])
+
+  params = {"a": shape(3, 32, 16), "b": shape(3, 16, 8)}
+  assert axes(ll2.infer_dims(fn, params, shape(5, 4, 32))) == {"a": STACKED, "b": STACKED}
 
 
 def test_a_free_axis_of_data_met_by_data_stays_a_fan_out():
@@ -425,6 +522,47 @@ def test_a_leaf_mixed_with_data_before_the_contraction_is_not_contracted():
   assert reasons(dims) == {"scaled": f"used elementwise with data in `mul` at {HERE}:{line}"}
 
 
+@pytest.mark.parametrize("use", ["dot_general", "gather"])
+def test_a_leaf_joined_with_data_before_the_contraction_is_not_contracted(use):
+  def fn(p, x, ids):
+    joined = jnp.concatenate([p["w"], x.T[:, :4]], axis=1)  # (32, 16 + 4): half leaf, half data
+    return x @ p["v"] + (x @ joined if use == "dot_general" else joined[ids[0]]).sum()
+
+  dims = ll2.infer_dims(fn, {"w": shape(32, 16), "v": shape(32, 16)}, X, IDS)
+  line = fn.__code__.co_firstlineno + 2
+  assert reasons(dims) == {"w": f"mixed with data before `{use}` at {HERE}:{line}"}
+
+
+def test_data_times_data_is_data():
+  # x * x is data: the gain meets data there, and the kernel is contracted with it.
+  def fn(p, x):
+    return (x * x * p["gain"]) @ p["w"]
+
+  dims = ll2.infer_dims(fn, {"gain": shape(32), "w": shape(32, 16)}, X)
+  line = fn.__code__.co_firstlineno + 1
+  assert axes(dims) == {"gain": None, "w": DENSE}
+  assert reasons(dims) == {"gain": f"used elementwise with data in `mul` at {HERE}:{line}"}
+
+
+def test_a_leaf_combined_with_its_own_transpose_has_no_one_reading():
+  def fn(p, x):
+    return x @ p["v"] + x @ ((p["w"] + p["w"].T) / 2)  # a symmetric kernel
+
+  dims = ll2.infer_dims(fn, {"w": shape(32, 32), "v": shape(32, 32)}, X)
+  line = fn.__code__.co_firstlineno + 1
+  assert axes(dims) == {"v": DENSE, "w": None}
+  assert reasons(dims) == {
+    "w": f"combined with itself in another arrangement before `dot_general` at {HERE}:{line}"
+  }
+
+  def rotating(p, x):  # the carry holds the kernel transposed on every other turn
+    return lax.fori_loop(0, 4, lambda i, c: (c[0] @ c[1], c[1].T), (x, p["w"]))[0] @ p["v"]
+
+  dims = ll2.infer_dims(rotating, {"w": shape(32, 32), "v": shape(32, 32)}, X)
+  assert axes(dims) == {"v": DENSE, "w": None}
+  assert reasons(dims)["w"].startswith("combined with itself in another arrangement before")
+
+
 def test_a_leaf_contracted_with_a_constant_counts_as_contracted():
   # "Data" is what comes from the other arguments or from no argument at all.
   def fn(p, x):
@@ -461,10 +599,12 @@ def test_fn_that_contracts_no_leaf_with_data_is_an_error():
   )
 
 
-def test_the_error_summary_names_three_leaves_and_counts_the_rest():
-  params = {f"b{i}": shape(32) for i in range(5)}
-  with pytest.raises(ValueError, match=r"'b2': not used by fn; and 2 more\)"):
+@pytest.mark.parametrize("count, tail", [(3, "'b2': not used by fn)"), (4, "; and 1 more)")])
+def test_the_error_summary_names_three_leaves_and_counts_the_rest(count, tail):
+  params = {f"b{i}": shape(32) for i in range(count)}
+  with pytest.raises(ValueError) as error:
     ll2.infer_dims(lambda p, x: x * 2, params, X)
+  assert str(error.value).split(". Check")[0].endswith(tail)
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +671,14 @@ def test_the_two_uses_name_stacked_and_receptive_field_axes():
   ) in str(error.value)
 
 
+def test_a_leaf_read_three_ways_names_the_first_two():
+  def fn(p, x, ids):
+    return (x @ p["w"]).sum() + (x @ p["w"].T).sum() + p["w"][ids].sum()
+
+  with pytest.raises(ValueError, match=r"^`infer_dims`: leaf 'w' is read two ways: by `dot_g"):
+    ll2.infer_dims(fn, {"w": shape(32, 32)}, X, IDS)
+
+
 def test_a_leaf_read_the_same_way_twice_is_one_reading():
   def fn(p, x):
     return x @ p["w"] + jnp.tanh(x) @ p["w"]  # the same layer applied twice
@@ -584,15 +732,25 @@ def test_a_product_of_three_leaves_or_of_a_leaf_with_itself_is_not_read():
   dims = ll2.infer_dims(three, params, X)
   line = three.__code__.co_firstlineno + 1
   assert axes(dims) == {"a": None, "b": None, "c": None, "w": DENSE}
-  assert reasons(dims)["c"] == (
-    f"contracted with another parameter, not with data, in `dot_general` at {HERE}:{line}"
-  )
+  assert reasons(dims) == {
+    # a @ b is read, and its product with c is not, so a and b were never met by data.
+    "a": f"contracted with another parameter, not with data, in `dot_general` at {HERE}:{line}",
+    "b": f"contracted with another parameter, not with data, in `dot_general` at {HERE}:{line}",
+    "c": f"a factor of a product of three or more parameters in `dot_general` at {HERE}:{line}",
+  }
 
   def gram(p, x):
     return x @ p["w"] + x @ (p["w"] @ p["w"].T)
 
   dims = ll2.infer_dims(gram, {"w": shape(32, 32)}, X)
   assert axes(dims) == {"w": DENSE}  # the Gram matrix adds no reading
+
+  def gram_only(p, x):
+    return x @ p["v"] + x @ (p["w"] @ p["w"].T)
+
+  dims = ll2.infer_dims(gram_only, {"w": shape(32, 32), "v": shape(32, 32)}, X)
+  line = gram_only.__code__.co_firstlineno + 1
+  assert reasons(dims) == {"w": f"multiplied by itself in `dot_general` at {HERE}:{line}"}
 
 
 def test_a_product_never_met_by_data_says_so():
@@ -621,6 +779,21 @@ def test_fn_that_raises_gives_its_own_error_with_a_note():
   )
 
 
+def test_a_callable_with_a_name_but_no_qualified_name_is_named_by_it():
+  class Model:
+    def __init__(self):
+      self.__name__ = "decoder"
+
+    def __call__(self, params, x):
+      raise KeyError("decoder")
+
+  with pytest.raises(KeyError) as error:
+    ll2.infer_dims(Model(), {"w": shape(2, 2)}, X)
+  assert error.value.__notes__[-1] == (
+    "(raised while `infer_dims` traced `decoder(params, *args, **kwargs)`)"
+  )
+
+
 def test_a_callable_object_that_raises_is_named_by_its_type():
   class Model:
     def __call__(self, params, x):
@@ -638,7 +811,13 @@ def _activation(x):
 
 
 @pytest.mark.parametrize(
-  "leaf, kind", [(0.1, "float 0.1"), ("relu", "str 'relu'"), (_activation, "a function")]
+  "leaf, kind",
+  [
+    (0.1, "float 0.1"),
+    ("relu", "str 'relu'"),
+    (_activation, "a function"),
+    (types.SimpleNamespace(shape=(32, 16)), "a SimpleNamespace"),  # a shape, no dtype
+  ],
 )
 def test_a_params_leaf_that_is_not_an_array_is_a_type_error(leaf, kind):
   with pytest.raises(TypeError) as error:
