@@ -6,6 +6,8 @@ the computation contracts with data (fan-in), leaves free (fan-out) or
 slices layer by layer (stacked).
 """
 
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -910,6 +912,23 @@ def test_an_equinox_module_of_dims_is_a_tree_not_a_dims_function():
   assert dims.weight == ll2.Dims(1, 0) and dims.bias is None
   scales = ll2.scales(params, "fan_in", dims=dims)
   assert (scales.weight, scales.bias) == (1 / 16, 0.0)
+
+
+def test_the_readme_example_of_infer_dims_runs_and_prints_its_fans():
+  pytest.importorskip("flax")
+  blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+  (block,) = [block for block in blocks if "infer_dims" in block]
+  namespace = {}
+  exec("import jax, jax.numpy as jnp, optax\nimport optax_layer_l2 as ll2", namespace)
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    exec(compile(block, "README.md", "exec"), namespace)
+  assert printed.getvalue() == "Fans(fan_in=64, fan_out=128, numel=8192)\n"
+  tx = namespace["tx"]
+  params = jax.tree.map(jnp.ones_like, namespace["params"])  # a bias of ones, so a decay shows
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  assert float(jnp.abs(updates["bias"]).max()) == 0.0  # zero gradients: only the decay moves
+  assert float(jnp.abs(updates["kernel"]).max()) > 0.0
 
 
 def test_the_benchmark_runs_and_reports_its_ratio():
