@@ -156,17 +156,20 @@ def initial_params(
   cfg: Any,
   width: int,
   transform: InitTransform | None = None,
-  base: Any | None = None,
+  base_width: int | None = None,
 ) -> Any:
   """The initial weights of every seed (seed ``s`` from ``jax.random.key(s)``), stacked.
 
-  ``transform(params, base)``, a recipe's, is applied to each seed's weights.
+  ``transform(params, base)``, a recipe's, is applied to each seed's weights,
+  with ``base`` the base width's initial weights of the same seed.
   """
   keys = jnp.stack([jax.random.key(s) for s in range(cfg.seeds)])
 
   def one(key: jax.Array) -> Any:
     params = arch.init(cfg, width, key)
-    return params if transform is None else transform(params, base)
+    if transform is None:
+      return params
+    return transform(params, arch.init(cfg, width if base_width is None else base_width, key))
 
   return jax.jit(jax.vmap(one))(keys)
 
@@ -217,7 +220,7 @@ def run_joint_study(
 
   def params_of(width: int, recipe: Recipe) -> Any:
     if (width, recipe.init) not in params:
-      params[width, recipe.init] = initial_params(arch, cfg, width, recipe.init, base)
+      params[width, recipe.init] = initial_params(arch, cfg, width, recipe.init, base_width)
     return params[width, recipe.init]
 
   def at_base(name: str) -> AtBase:

@@ -24,7 +24,8 @@ from width_study.shared_base import AtBase, factors_at_base
 InitTransform = Callable[[Any, Any], Any]
 """``transform(params, base)``: one model's initial weights as a recipe starts from them.
 
-``base`` holds the base model's shapes. A transform that rescales relative to
+``base`` holds the base model's initial weights from the same seed (what
+``ll2.rescale_init`` measures against). A transform that rescales relative to
 the base leaves the base's weights as they are, and its recipe shares the base
 width's rows; one that changes them is refused there (:mod:`width_study.shared_base`).
 """
@@ -67,6 +68,13 @@ RECIPES = {
     "inv_sqrt_fan_in",
     "inv_fan_in",
     "rates inv_fan_in, per-step decay / sqrt(m): Fan et al.'s lambda ~ sqrt(m)",
+  ),
+  "mup_init": Recipe(
+    "none",
+    "mup",
+    "muP completed: rescale_init (readout / m, embeddings at the base's size, query "
+    "1/head_dim) with rates mup and independent decay",
+    init=lambda params, base: ll2.rescale_init(params, base=base),
   ),
   "sqrt_lr": Recipe(
     "none", "inv_sqrt_fan_in", "rates inv_sqrt_fan_in, independent decay: between the two"
