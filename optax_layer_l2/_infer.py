@@ -21,6 +21,13 @@ interpreters does, following every leaf of the params:
   are receptive field), or a lookup (a gather by data-dependent indices:
   the indexed axis is fan-in).
 
+A layer picked out of a stack by index (``w[i]``, static or in a loop) is
+a stacked layer, as in a scan. A product of two parameters (a LoRA delta
+``A @ B``, merged into the weight or not) reads as the two layers applied
+in turn. The axes of data that a kernel's free axes made are carried on: a
+first ensemble kernel vmapped over a shared input leaves its member axis
+free, and the next kernel's batch axis, met there, says it is stacked.
+
 "Data" is everything that comes from the function's other arguments, or
 from no argument at all (a constant). A leaf that meets data only
 elementwise (a bias, a norm scale) is not contracted. An operation the rules
@@ -388,6 +395,13 @@ def _same_axes(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
     info = merge([info, _scalar_part(ins[1])])
   result = remapped(info, [[axis] for axis in range(rank)])
   return [result] * len(eqn.outvars)
+
+
+@_rule("pvary", "device_put", "optimization_barrier")
+def _as_they_are(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
+  """Each output is its operand, placed or marked otherwise (``shard_map``'s ``pvary``)."""
+  del findings
+  return list(ins[: len(eqn.outvars)])
 
 
 def _scalar_part(info: Info) -> Info:

@@ -180,6 +180,25 @@ def test_arithmetic_among_parameters_keeps_the_axes():
   assert axes(dims) == {"v": DENSE, "mask": DENSE, "g": ((), (0,), ())}
 
 
+def test_sharding_constraints_shard_map_device_put_and_barriers_are_followed():
+  from jax.sharding import AxisType, NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  mesh = jax.make_mesh((1,), ("model",), axis_types=(AxisType.Auto,))
+
+  def fn(p, x):
+    w = lax.with_sharding_constraint(p["w"], NamedSharding(mesh, P(None, "model")))
+    # The input split over the mesh, the kernel replicated: shard_map marks it varying.
+    project = jax.shard_map(
+      lambda x, w: x @ w, mesh=mesh, in_specs=(P("model"), P()), out_specs=P("model")
+    )
+    v, x = lax.optimization_barrier((p["v"], x))
+    return project(x, w) + x @ jax.device_put(v)
+
+  dims = ll2.infer_dims(fn, {"w": shape(32, 16), "v": shape(32, 16)}, X)
+  assert axes(dims) == {"w": DENSE, "v": DENSE}
+
+
 # ---------------------------------------------------------------------------
 # Sub-computations and control flow.
 
