@@ -115,10 +115,15 @@ def _info(origins: dict[int, Origin], data: bool, carried: Carried = ()) -> Info
 
 
 def _merge_origin(a: Origin | None, b: Origin) -> Origin:
-  """One leaf's origin in a value that may be either: the same, or ``mixed``."""
+  """One leaf's origin in a value that may be either: the same, or ``mixed``.
+
+  A mixed origin holds the union of both, so that merging only ever adds
+  (a loop's carry grows to a fixed point).
+  """
   if a is None or a == b:
     return b
-  return b._replace(mixed=True)
+  axes = tuple(x | y for x, y in zip(a.axes, b.axes, strict=True))
+  return Origin(axes, a.sliced | b.sliced, a.paired | b.paired, mixed=True)
 
 
 def merge(infos: Iterable[Info]) -> Info:
@@ -814,13 +819,17 @@ def _stacked_by_scan(info: Info) -> Info:
 
 
 def _loop(body: Callable[[list[Info]], list[Info]], carry: list[Info]) -> list[Info]:
-  """A loop's carry: grown until the body adds nothing to it (data, or leaves' axes)."""
-  for _ in range(4):
+  """A loop's carry: grown until the body adds nothing to it (data, or leaves' axes).
+
+  Each turn only adds (``merge`` is a union), and there are finitely many
+  leaves and axes, so the growth stops; a carry that passes a leaf on from
+  slot to slot takes a turn a slot.
+  """
+  while True:
     grown = [merge([old, new]) for old, new in zip(carry, body(carry), strict=True)]
     if grown == carry:
-      break
+      return carry
     carry = grown
-  return carry
 
 
 def _scan(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:

@@ -320,6 +320,25 @@ def test_loop_carry_that_takes_three_turns_to_hold_the_leaf():
   assert axes(ll2.infer_dims(fn, {"w": shape(32, 32)}, X)) == {"w": DENSE}
 
 
+def test_loop_carry_that_passes_the_leaf_through_five_slots():
+  def fn(p, x):
+    zeros = jnp.zeros((32, 32))
+    return lax.fori_loop(0, 8, lambda i, c: (c[0] @ c[1], *c[2:], p["w"]), (x, *[zeros] * 5))[0]
+
+  assert axes(ll2.infer_dims(fn, {"w": shape(32, 32)}, X)) == {"w": DENSE}
+
+
+def test_cond_whose_branches_give_data_alone_gives_data():
+  def fn(p, x):
+    h = lax.cond(x.sum() > 0, lambda x: x * p["gain"], lambda x: x, x)
+    return (h * p["g2"]) @ p["w"]
+
+  dims = ll2.infer_dims(fn, {"gain": shape(32), "g2": shape(32), "w": shape(32, 16)}, X)
+  line = fn.__code__.co_firstlineno + 2
+  assert axes(dims) == {"gain": None, "g2": None, "w": DENSE}
+  assert reasons(dims)["g2"] == f"used elementwise with data in `mul` at {HERE}:{line}"
+
+
 def test_control_flow_and_jit_on_data_alone_keep_what_is_data():
   def fn(p, x):
     h = lax.scan(lambda c, t: (c + t, None), x, jnp.stack([x, x]))[0]  # data only
@@ -470,6 +489,19 @@ def test_a_convolution_without_dimension_numbers_is_nchw_oihw():
 
   dims = ll2.infer_dims(fn, {"kernel": shape(16, 3, 3, 3)}, shape(2, 3, 8, 8))
   assert axes(dims) == {"kernel": ((1,), (0,), ())}
+
+
+def test_a_convolution_of_two_leaves_contracts_neither_with_data():
+  def fn(p, x):
+    return x @ p["w"] + lax.conv(p["images"], p["kernel"], (1, 1), "SAME").sum()
+
+  params = {"w": shape(32, 16), "images": shape(2, 3, 8, 8), "kernel": shape(16, 3, 3, 3)}
+  dims = ll2.infer_dims(fn, params, X)
+  where = f"`conv_general_dilated` at {HERE}:{fn.__code__.co_firstlineno + 1}"
+  assert reasons(dims) == {
+    "images": f"the input, not the kernel, of {where}",
+    "kernel": f"contracted with another parameter, not with data, in {where}",
+  }
 
 
 def test_a_leaf_that_is_the_input_of_a_convolution_is_not_its_kernel():
@@ -626,6 +658,7 @@ def test_the_error_summary_names_three_leaves_and_counts_the_rest(count, tail):
   with pytest.raises(ValueError) as error:
     ll2.infer_dims(lambda p, x: x * 2, params, X)
   assert str(error.value).split(". Check")[0].endswith(tail)
+  assert "'b3'" not in str(error.value)
 
 
 # ---------------------------------------------------------------------------
@@ -694,7 +727,8 @@ def test_the_two_uses_name_stacked_and_receptive_field_axes():
 
 def test_a_leaf_read_three_ways_names_the_first_two():
   def fn(p, x, ids):
-    return (x @ p["w"]).sum() + (x @ p["w"].T).sum() + p["w"][ids].sum()
+    flat = jnp.ones((4, 1024)) @ p["w"].reshape(-1)  # both axes fan-in
+    return (x @ p["w"]).sum() + (x @ p["w"].T).sum() + flat.sum()
 
   with pytest.raises(ValueError, match=r"^`infer_dims`: leaf 'w' is read two ways: by `dot_g"):
     ll2.infer_dims(fn, {"w": shape(32, 32)}, X, IDS)
