@@ -45,7 +45,7 @@ from width_study import driver, layer_balance
 from width_study.architecture import Architecture, StudyData
 from width_study.grid import Centres
 from width_study.plots import plot_lambda_study
-from width_study.recipes import RATE_SHAPES
+from width_study.recipes import RATE_SHAPES, RECIPES
 from width_study.runs import Row
 from width_study.settings import JointSettings, LambdaSettings
 from width_study.tables import accuracy_table, best_point_table
@@ -100,7 +100,7 @@ class JointConfig(JointSettings):
 
   widths: tuple[int, ...] = (32, 64, 128, 256, 512)
   init: str = "glorot"
-  recipes: tuple[str, ...] = ("adamw", "sqrt_fan_avg", "mup", "mup_sqrt_decay", "sqrt_lr")
+  recipes: tuple[str, ...] = tuple(RECIPES)  # every recipe
   seeds: int = 3
   steps: int = 1000
   batch_size: int = 128

@@ -69,15 +69,15 @@ RECIPES = {
     "inv_fan_in",
     "rates inv_fan_in, per-step decay / sqrt(m): Fan et al.'s lambda ~ sqrt(m)",
   ),
+  "sqrt_lr": Recipe(
+    "none", "inv_sqrt_fan_in", "rates inv_sqrt_fan_in, independent decay: between the two"
+  ),
   "mup_init": Recipe(
     "none",
     "mup",
     "muP completed: rescale_init (readout / m, embeddings at the base's size, query "
     "1/head_dim) with rates mup and independent decay",
     init=lambda params, base: ll2.rescale_init(params, base=base),
-  ),
-  "sqrt_lr": Recipe(
-    "none", "inv_sqrt_fan_in", "rates inv_sqrt_fan_in, independent decay: between the two"
   ),
 }
 """Every recipe a study can run (``--recipes``), by name."""
