@@ -969,6 +969,8 @@ def test_an_equinox_module_of_dims_is_a_tree_not_a_dims_function():
 
 def test_the_readme_example_of_infer_dims_runs_and_prints_its_fans():
   pytest.importorskip("flax")
+  if not (ROOT / "README.md").exists():
+    pytest.skip("the README sits beside the library, in a clone of the repository")
   blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
   (block,) = [block for block in blocks if "infer_dims" in block]
   namespace = {}
