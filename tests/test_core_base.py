@@ -212,6 +212,22 @@ def test_base_is_matched_by_leaf_paths_not_node_types():
   # either kind fits both, as a list fits a tuple of the same paths.
   factor = ll2.scales((jnp.ones((8, 8)),), "sqrt_fan_in", base=[jnp.ones((2, 8))])
   assert factor == (2.0,)
+  # A bare array is a tree of one leaf, at the path "".
+  assert ll2.scales(jnp.ones((8, 8)), "sqrt_fan_in", base=jnp.ones((2, 8))) == 2.0
+
+
+def test_a_dims_rule_is_asked_about_the_base_leaves_too():
+  # A rule may answer by shape: here the wide kernel (16, 4) is read (in, out) and the base's
+  # (8, 4) the other way round, fan-in 4. So "sqrt_fan_in" is sqrt(16 / 4) = 2, not sqrt(16 / 8).
+  asked = []
+
+  def rule(path, leaf):
+    asked.append(tuple(leaf.shape))
+    return ll2.Dims(0, 1) if leaf.shape[0] > 8 else ll2.Dims(1, 0)
+
+  params, base = {"kernel": jnp.ones((16, 4))}, {"kernel": jnp.ones((8, 4))}
+  assert ll2.scales(params, "sqrt_fan_in", dims=rule, base=base) == {"kernel": 2.0}
+  assert asked == [(16, 4), (8, 4)]
 
 
 def test_a_scaling_callable_sees_the_base_leaf_under_the_same_path():

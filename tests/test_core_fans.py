@@ -220,9 +220,13 @@ def test_each_row_says_where_its_fans_came_from():
     "conv": {"kernel": jnp.ones((3, 16, 4))},  # rank 3, but not an attention kernel
     "dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)},
     "count": jnp.zeros((2, 2), jnp.int32),
+    "gain": jnp.ones(4),  # rank 1
+    "off": {"kernel": jnp.ones((4, 4))},  # multiplier 0
   }
-  rows = {row.path: row for row in ll2.describe(params, 0.1).rows}
+  rows = {row.path: row for row in ll2.describe(params, 0.1, multipliers={"off": 0.0}).rows}
   assert {path: row.fans_from for path, row in rows.items()} == {
+    "gain": "shape rule",  # skipped for its rank, by the shape rule's fans
+    "off/kernel": "shape rule",
     "attn/out/kernel": "path rule",
     "attn/query/bias": "shape rule",  # skipped by name, its fans by the shape rule all the same
     "attn/query/kernel": "path rule",

@@ -88,6 +88,7 @@ def test_with_inferred_dims_a_leaf_not_contracted_with_data_is_skipped_with_why(
   rows = {row.path: row for row in ll2.describe(params, 0.1, dims=dims).rows}
   assert (rows["w"].skip, rows["w"].fans_from, rows["w"].scale) == (None, "inferred", 7 / 12)
   assert (rows["table"].skip, rows["table"].skipped) == (Skip.NOT_CONTRACTED, "used by `gather`")
+  assert (rows["table"].shape, rows["table"].fans_from) == ((5, 3), None)
   assert (rows["b"].skip, rows["b"].skipped) == (
     Skip.NOT_CONTRACTED,
     "not contracted with data by fn",

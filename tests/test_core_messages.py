@@ -17,6 +17,15 @@ KERNEL_ONLY = {"dense": {"kernel": True, "bias": False}}
 PAIR = (jnp.ones((4, 3)), jnp.ones(3))  # the paths of a list, in a tuple
 
 
+class Shaped:
+  """Has a shape but no dtype, and a short repr."""
+
+  shape = (4, 3)
+
+  def __repr__(self):
+    return "Shaped((4, 3))"
+
+
 def with_base(base, scaling="fan_avg"):
   return lambda: ll2.scales(PARAMS, scaling, base=base)
 
@@ -216,6 +225,33 @@ CASES = {
     lambda: ll2.scales(PARAMS, dims=3),
     TypeError,
     "`dims` must hold `Dims` or `None`; for leaf 'dense/bias' it holds 3. Pass "
+    "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
+  ),
+  "dims tree holding an array": (
+    # The params passed as `dims` by mistake: named by type and shape, not printed whole.
+    lambda: ll2.scales(PARAMS, dims={"dense": {"kernel": jnp.ones((4, 3)), "bias": None}}),
+    TypeError,
+    "`dims` must hold `Dims` or `None`; for leaf 'dense/kernel' it holds a ArrayImpl of shape "
+    "(4, 3). Pass `ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable "
+    "`(path, leaf) -> Dims | None`.",
+  ),
+  "dims tree holding a shape without a dtype": (
+    lambda: ll2.scales(PARAMS, dims={"dense": {"kernel": Shaped(), "bias": None}}),
+    TypeError,
+    "`dims` must hold `Dims` or `None`; for leaf 'dense/kernel' it holds Shaped((4, 3)). Pass "
+    "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
+  ),
+  "dims tree holding a repr of 80 characters": (
+    lambda: ll2.scales(PARAMS, dims={"dense": {"kernel": "x" * 78, "bias": None}}),
+    TypeError,
+    f"`dims` must hold `Dims` or `None`; for leaf 'dense/kernel' it holds {'x' * 78!r}. Pass "
+    "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
+  ),
+  "dims tree holding a repr of 81 characters": (
+    # Cut to 77 characters and "...".
+    lambda: ll2.scales(PARAMS, dims={"dense": {"kernel": "x" * 79, "bias": None}}),
+    TypeError,
+    f"`dims` must hold `Dims` or `None`; for leaf 'dense/kernel' it holds '{'x' * 76}.... Pass "
     "`ll2.infer_dims(...)`, a tree of `ll2.Dims`, or a callable `(path, leaf) -> Dims | None`.",
   ),
   "Dims of strings": (

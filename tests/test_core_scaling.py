@@ -106,3 +106,16 @@ def test_a_multipliers_callable_receives_the_path_and_the_leaf():
   s = ll2.scales(params, "none", multipliers=multipliers)
   assert s == {"dense": {"bias": 0.0, "kernel": 3.0}, "head": {"kernel": 1.0}}
   assert seen == [("dense/kernel", (4, 3)), ("head/kernel", (3, 2))]
+
+
+def test_the_rate_scalings_of_a_query_kernel():
+  # A Flax query kernel (16, 2, 8): fan_in 16, two heads of head_dim 8. muP's rate is 1/fan_in
+  # and 1/sqrt(head_dim) more: 1/16 / sqrt(8) = 0.0220970869...; without its `Dims` (a
+  # `LeafInfo` built by hand) the head dimension is unknown, and it is 1/fan_in.
+  with_dims = ll2.LeafInfo("attn/query/kernel", (16, 2, 8), 16, 16, 256, dims=ll2.Dims(0, (1, 2)))
+  without = ll2.LeafInfo("attn/query/kernel", (16, 2, 8), 16, 16, 256)
+  expected = {"none": 1.0, "inv_fan_in": 1 / 16, "inv_sqrt_fan_in": 1 / 4}
+  for name, factor in expected.items():
+    assert ll2.LR_SCALINGS[name](with_dims) == ll2.LR_SCALINGS[name](without) == factor
+  assert ll2.LR_SCALINGS["mup"](with_dims) == pytest.approx(0.022097086912079608, rel=1e-15)
+  assert ll2.LR_SCALINGS["mup"](without) == 1 / 16
