@@ -823,13 +823,20 @@ def _loop(body: Callable[[list[Info]], list[Info]], carry: list[Info]) -> list[I
 
   Each turn only adds (``merge`` is a union), and there are finitely many
   leaves and axes, so the growth stops; a carry that passes a leaf on from
-  slot to slot takes a turn a slot.
+  slot to slot takes a turn a slot. The bound only guards against a bug.
   """
-  while True:
+  for _ in range(_TURNS):
     grown = [merge([old, new]) for old, new in zip(carry, body(carry), strict=True)]
     if grown == carry:
       return carry
     carry = grown
+  raise RuntimeError(
+    f"`infer_dims`: a loop's carry still grew after {_TURNS} turns of the walk; please "
+    "report this, with the function."
+  )
+
+
+_TURNS = 1000
 
 
 def _scan(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:

@@ -328,6 +328,23 @@ def test_loop_carry_that_passes_the_leaf_through_five_slots():
   assert axes(ll2.infer_dims(fn, {"w": shape(32, 32)}, X)) == {"w": DENSE}
 
 
+def test_a_loop_that_would_not_settle_is_an_error_not_a_hang(monkeypatch):
+  from optax_layer_l2 import _infer
+
+  monkeypatch.setattr(_infer, "_TURNS", 3)  # five slots need five turns
+
+  def fn(p, x):
+    zeros = jnp.zeros((32, 32))
+    return lax.fori_loop(0, 8, lambda i, c: (c[0] @ c[1], *c[2:], p["w"]), (x, *[zeros] * 5))[0]
+
+  with pytest.raises(RuntimeError) as error:
+    ll2.infer_dims(fn, {"w": shape(32, 32)}, X)
+  assert str(error.value) == (
+    "`infer_dims`: a loop's carry still grew after 3 turns of the walk; please report this, "
+    "with the function."
+  )
+
+
 def test_cond_whose_branches_give_data_alone_gives_data():
   def fn(p, x):
     h = lax.cond(x.sum() > 0, lambda x: x * p["gain"], lambda x: x, x)
