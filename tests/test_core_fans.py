@@ -244,10 +244,12 @@ def test_each_row_says_where_its_fans_came_from():
     report = ll2.describe({"dense": {"kernel": jnp.ones((16, 4))}}, 0.1, dims=given)
     (row,) = report.rows
     assert (row.fans_from, row.fan_in, row.fan_out) == ("dims", 4, 16)
-  # A bias that a `Dims` tree covers gets no fans: the `Dims` was meant for kernels.
-  dense = {"dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4)}}
-  bias, kernel = ll2.describe(dense, 0.1, dims=ll2.Dims(0, 1)).rows
-  assert (bias.fans_from, bias.fan_in, kernel.fans_from) == (None, None, "dims")
+  # A bias or a vector that one `Dims` covers gets no fans: the `Dims` was meant for kernels.
+  dense = {"dense": {"kernel": jnp.ones((16, 4)), "bias": jnp.ones(4), "gain": jnp.ones(4)}}
+  bias, gain, kernel = ll2.describe(dense, 0.1, dims=ll2.Dims(0, 1)).rows
+  assert (bias.skipped, bias.fans_from, bias.fan_in) == ("named 'bias'", None, None)
+  assert (gain.skipped, gain.fans_from, gain.fan_in) == ("rank 1", None, None)
+  assert kernel.fans_from == "dims"
 
 
 def test_a_bare_stacked_rule_reads_a_bias_or_scale_of_one_more_axis_as_the_stack():
