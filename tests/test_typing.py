@@ -166,7 +166,7 @@ def test_signatures_refuse_what_the_docs_refuse() -> None:
     ll2.Dims(in_axes="0", out_axes=1)  # type: ignore[arg-type]
   with pytest.raises(TypeError, match="base"):
     ll2.layer_lr("inv_fan_in")  # type: ignore[call-arg]
-  with pytest.raises(TypeError, match="`scaling` must be"):
+  with pytest.raises(TypeError, match="`lr_scaling` must be"):
     ll2.layer_lr(0.5, base=params)  # type: ignore[arg-type]
   with pytest.raises(TypeError, match="`lr_scaling` must be"):
     ll2.layer_adamw(1e-3, 1e-4, lr_scaling=1, base=params)  # type: ignore[arg-type]
