@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import optax
 
-from optax_layer_l2._paths import flatten_with_paths, is_none, structure_difference
+from optax_layer_l2._paths import flatten_with_paths, is_none, masked_like, structure_difference
 
 
 def shapes_of(tree: Any) -> Any:
@@ -46,28 +45,6 @@ def require_base(base: Any, who: str) -> None:
     )
 
 
-def _masked_like(base: Any, params: Any) -> Any:
-  """``base`` with an ``optax.MaskedNode`` wherever ``params`` has one.
-
-  Inside ``optax.masked`` the leaves that are masked out arrive as
-  ``MaskedNode``; the base model, given whole, has arrays there. Where the two
-  trees differ otherwise, ``base`` is returned as it is, for the caller's error.
-  """
-
-  def is_masked(x: Any) -> bool:
-    return isinstance(x, optax.MaskedNode)
-
-  try:
-    return jax.tree.map(
-      lambda p, b: p if is_masked(p) else b,
-      params,
-      base,
-      is_leaf=lambda x: x is None or is_masked(x),
-    )
-  except (ValueError, TypeError):
-    return base
-
-
 def base_leaves(base: Any, params: Any, paths: Sequence[str]) -> tuple[Any, list[Any]]:
   """``base`` (masked like ``params``) and its leaves, in the order of the params' leaves.
 
@@ -77,7 +54,7 @@ def base_leaves(base: Any, params: Any, paths: Sequence[str]) -> tuple[Any, list
   """
   base_paths, leaves, _ = flatten_with_paths(base)
   if base_paths != list(paths):
-    base = _masked_like(base, params)
+    base = masked_like(base, params)
     base_paths, leaves, _ = flatten_with_paths(base)
   if base_paths != list(paths):
     raise ValueError(

@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import optax
 
 
 def is_none(x: Any) -> bool:
@@ -169,3 +170,26 @@ def _structure(tree: Any, limit: int = 120) -> str:
   """The tree's structure as JAX prints it, cut to ``limit`` characters."""
   text = str(jax.tree.structure(tree, is_leaf=is_none))
   return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def masked_like(tree: Any, params: Any) -> Any:
+  """``tree`` with an ``optax.MaskedNode`` wherever ``params`` has one.
+
+  Inside ``optax.masked`` the leaves that are masked out arrive as
+  ``MaskedNode``; a tree given whole (a ``base``, a ``reference``) has arrays
+  there. Where the two trees differ otherwise, ``tree`` is returned as it is,
+  for the caller's error.
+  """
+
+  def is_masked(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
+
+  try:
+    return jax.tree.map(
+      lambda p, b: p if is_masked(p) else b,
+      params,
+      tree,
+      is_leaf=lambda x: x is None or is_masked(x),
+    )
+  except (ValueError, TypeError):
+    return tree

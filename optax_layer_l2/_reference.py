@@ -15,7 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_layer_l2._paths import flatten_with_paths, is_none, path_to_str, structure_difference
+from optax_layer_l2._paths import (
+  flatten_with_paths,
+  is_none,
+  masked_like,
+  path_to_str,
+  structure_difference,
+)
 
 INIT = "init"
 """``reference="init"``: decay toward the params that ``init`` was given."""
@@ -79,7 +85,8 @@ def reference_leaves(
 
   ``reference`` has the structure of ``params``; at a leaf that is not decayed
   it may hold ``None`` or an ``optax.MaskedNode()`` instead (as the reference
-  in the state does). Where it holds an array, the array must have the leaf's
+  in the state does), and where ``params`` holds a ``MaskedNode`` (inside
+  ``optax.masked``) it may hold anything. Where it holds an array, the array must have the leaf's
   shape and dtype.
 
   Args:
@@ -99,7 +106,10 @@ def reference_leaves(
   try:
     targets = treedef.flatten_up_to(reference)
   except (ValueError, TypeError):
-    raise _structure_error(name, paths, reference) from None
+    try:  # inside `optax.masked`, a reference given whole holds arrays at masked leaves
+      targets = treedef.flatten_up_to(masked_like(reference, params))
+    except (ValueError, TypeError):
+      raise _structure_error(name, paths, reference) from None
   kept: list[Any] = []
   for path, leaf, scale, target in zip(paths, leaves, scales, targets, strict=True):
     if _is_empty(target):

@@ -99,20 +99,6 @@ CASES = {
   ),
 }
 NAMES = list(CASES)
-# Inside `optax.masked`, a pytree `reference` given whole is refused (the params there hold
-# `MaskedNode`s where it holds arrays), where a `base` given whole is matched; strict, so
-# that the day it is matched this says so.
-MASKED_NAMES = [
-  pytest.param(
-    name,
-    marks=pytest.mark.xfail(
-      strict=True, raises=ValueError, reason="a whole pytree `reference` inside `optax.masked`"
-    ),
-  )
-  if name == "layer_l2-reference=pytree"
-  else name
-  for name in NAMES
-]
 
 
 def gradients(params, step=0):
@@ -210,7 +196,7 @@ def test_multi_steps_accumulate_then_apply_once_to_the_mean(name):
   assert_trees_close(state.inner_opt_state, inner_state)  # a reference is kept as it was
 
 
-@pytest.mark.parametrize("name", MASKED_NAMES)
+@pytest.mark.parametrize("name", NAMES)
 def test_inside_optax_masked(name):
   # Inside `optax.masked` the transformation sees `MaskedNode`s where the mask is False; the
   # base and the reference are given whole. Every leaf's update depends on that leaf alone, so
