@@ -6,8 +6,8 @@
 #   bash .ci/floors.sh
 #
 # 1. The run-time floors, jax and jaxlib 0.4.35 and optax 0.2.4, with numpy 1.x
-#    and the test tools at their floors: the core tests and the docstring
-#    examples.
+#    and the test tools at their floors: the core tests, the Optax battery,
+#    infer_dims, rescale_init and the docstring examples.
 # 2. The flax floor of the `test`, `examples` and `docs` extras, flax 0.12.6
 #    (the first with `nnx.MultiHeadAttention(num_kv_heads=...)`, which the
 #    Flax tests use), with the lowest jax it accepts, 0.8.1, and optax 0.2.4:
@@ -42,7 +42,7 @@ floor() {
 }
 
 floor runtime "jax==0.4.35" "jaxlib==0.4.35" "optax==0.2.4" "numpy==1.26.4" \
-  -- tests/test_core_*.py optax_layer_l2
+  -- tests/test_core_*.py tests/test_optax_battery.py tests/test_infer_dims.py tests/test_mup.py optax_layer_l2
 
 floor flax "flax==0.12.6" "jax==0.8.1" "jaxlib==0.8.1" "optax==0.2.4" \
   -- tests/test_flax.py

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import linen as nn
 
 import optax_layer_l2 as ll2
 
@@ -291,28 +290,6 @@ def test_the_printed_report_of_shapes_and_its_pretty_print():
   printer = Printer()
   report._repr_pretty_(printer, cycle=False)
   assert printer.written == [table]
-
-
-def test_the_printed_report_of_a_flax_attention_layer_says_where_its_fans_came_from():
-  # Flax's attention kernels are read by their path; the table then has a column saying so.
-  attention = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8)
-  params = jax.eval_shape(lambda: attention.init(jax.random.key(0), jnp.ones((1, 3, 8))))
-  report = ll2.describe(params["params"], 0.1)
-  assert str(report) == "\n".join(
-    [
-      "path          shape      fan_in  fan_out  fans from      s  lambda*s  penalty  skipped",
-      "------------  ---------  ------  -------  ----------  ----  --------  -------  ------------",
-      "key/bias      (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
-      "key/kernel    (8, 2, 4)       8        8  path rule   0.25     0.025        -",
-      "out/bias      (8,)            1        8  shape rule     0         0        -  named 'bias'",
-      "out/kernel    (2, 4, 8)       8        8  path rule   0.25     0.025        -",
-      "query/bias    (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
-      "query/kernel  (8, 2, 4)       8        8  path rule   0.25     0.025        -",
-      "value/bias    (2, 4)          2        4  shape rule     0         0        -  named 'bias'",
-      "value/kernel  (8, 2, 4)       8        8  path rule   0.25     0.025        -",
-      "4 of 8 leaves decayed; weight_decay=0.1, scaling=fan_avg; total penalty -",
-    ]
-  )
 
 
 def test_the_fans_from_column_appears_only_beside_more_than_the_shape_rule():

@@ -483,6 +483,24 @@ def test_constant_indices_pick_layers_rather_than_look_up():
 
 
 @pytest.mark.parametrize(
+  "read",
+  [lambda pos, t: pos[jnp.arange(t)], lambda pos, t: pos[:t]],
+  ids=["arange", "slice"],
+)
+def test_a_positional_table_read_at_fixed_positions_is_added_like_a_bias(read):
+  # Not contracted with data: it is added to the activations, so it is read as a bias is
+  # (the documented limit; the guide shows giving its Dims by hand).
+  def fn(p, x):
+    return (x + read(p["pos"], x.shape[1])) @ p["w"]
+
+  params = {"pos": shape(16, 32), "w": shape(32, 10)}
+  dims = ll2.infer_dims(fn, params, shape(2, 16, 32))
+  assert dims["pos"] is None and axes(dims)["w"] == ((0,), (1,), ())
+  (row,) = [row for row in ll2.describe(params, 0.1, dims=dims).rows if row.path == "pos"]
+  assert row.skipped.startswith("used elementwise with data")
+
+
+@pytest.mark.parametrize(
   "numbers, kernel, expected_in, expected_out",
   [
     (("NCHW", "OIHW", "NCHW"), (16, 3, 3, 3), (1,), (0,)),  # Equinox, PyTorch
