@@ -270,7 +270,10 @@ def _where(eqn: Any, findings: Findings) -> str:
     try:
       from jax._src import source_info_util  # the user-facing frame of an equation
 
-      frame = source_info_util.user_frame(caller.source_info.traceback)
+      try:
+        frame = source_info_util.user_frame(caller.source_info.traceback)
+      except AttributeError:  # jax before 0.5 takes the whole source info
+        frame = source_info_util.user_frame(caller.source_info)
     except Exception:  # private API: the name alone is enough
       break
     if frame is not None:
@@ -402,9 +405,13 @@ def _same_axes(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
   return [result] * len(eqn.outvars)
 
 
-@_rule("pvary", "device_put", "optimization_barrier")
+@_rule("pvary", "pbroadcast", "device_put", "optimization_barrier")
 def _as_they_are(eqn: Any, ins: list[Info], findings: Findings) -> list[Info]:
-  """Each output is its operand, placed or marked otherwise (``shard_map``'s ``pvary``)."""
+  """Each output is its operand, placed or marked otherwise.
+
+  ``pvary`` is what ``shard_map`` marks a replicated input with; older jax
+  (0.4.35, the floor) marks it with ``pbroadcast``.
+  """
   del findings
   return list(ins[: len(eqn.outvars)])
 

@@ -181,15 +181,23 @@ def test_arithmetic_among_parameters_keeps_the_axes():
 
 
 def test_sharding_constraints_shard_map_device_put_and_barriers_are_followed():
-  from jax.sharding import AxisType, NamedSharding
+  from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
 
-  mesh = jax.make_mesh((1,), ("model",), axis_types=(AxisType.Auto,))
+  if hasattr(jax, "shard_map"):
+    from jax.sharding import AxisType
+
+    mesh = jax.make_mesh((1,), ("model",), axis_types=(AxisType.Auto,))
+    shard_map = jax.shard_map
+  else:  # the jax floor, 0.4.35: mesh axes are Auto, shard_map experimental
+    from jax.experimental.shard_map import shard_map
+
+    mesh = jax.make_mesh((1,), ("model",))
 
   def fn(p, x):
     w = lax.with_sharding_constraint(p["w"], NamedSharding(mesh, P(None, "model")))
     # The input split over the mesh, the kernel replicated: shard_map marks it varying.
-    project = jax.shard_map(
+    project = shard_map(
       lambda x, w: x @ w, mesh=mesh, in_specs=(P("model"), P()), out_specs=P("model")
     )
     v, x = lax.optimization_barrier((p["v"], x))
