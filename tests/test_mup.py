@@ -1,5 +1,7 @@
 """``rescale_init`` and ``lr_scaling="mup"``: muP's initialisation and rates, relative to a base."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -192,3 +194,34 @@ def test_a_base_of_another_structure_names_the_leaf():
   del base["out"]
   with pytest.raises(ValueError, match="`base` must have the tree structure of `params`"):
     ll2.rescale_init(constant_mlp(64), base=base)
+
+
+def test_mup_rates_are_the_inv_fan_in_step_with_other_constants():
+  # The query multiplier is decided when the transformation is made: the step
+  # is the same program as inv_fan_in's, one multiply a scaled leaf, and only
+  # the query's constant differs.
+  def block(d_model: int) -> dict:
+    return {
+      "attn": {
+        "query": {"kernel": jnp.ones((d_model, 4, d_model // 4))},
+        "out": {"kernel": jnp.ones((4, d_model // 4, d_model))},
+      },
+      "mlp": {"kernel": jnp.ones((d_model, 4 * d_model)), "bias": jnp.zeros(4 * d_model)},
+    }
+
+  base, wide = block(32), block(128)
+
+  def step(lr_scaling: str) -> tuple[Any, dict]:
+    tx = ll2.layer_lr(lr_scaling, base=base)
+    run = lambda g: tx.update(g, tx.init(wide), wide)[0]  # noqa: E731
+    return jax.make_jaxpr(run)(wide), run(wide)
+
+  (mup, mup_out), (fan_in, fan_in_out) = step("mup"), step("inv_fan_in")
+  program = lambda j: [(e.primitive.name, [v.aval for v in e.outvars]) for e in j.eqns]  # noqa: E731
+  assert program(mup.jaxpr) == program(fan_in.jaxpr)
+  assert [e.primitive.name for e in mup.jaxpr.eqns].count("mul") == 3  # the bias keeps its rate
+  # head_dim 8 -> 32: the query's rate is inv_fan_in's times sqrt(8 / 32).
+  np.testing.assert_allclose(
+    mup_out["attn"]["query"]["kernel"], 0.5 * fan_in_out["attn"]["query"]["kernel"]
+  )
+  np.testing.assert_array_equal(mup_out["mlp"]["kernel"], fan_in_out["mlp"]["kernel"])
