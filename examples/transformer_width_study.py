@@ -32,7 +32,7 @@ the driver it shares with the MLP study is ``examples/width_study/driver.py``.
 
 Run::
 
-  python examples/transformer_width_study.py --out runs/joint           # default: 2 seeds (<55 min)
+  python examples/transformer_width_study.py --out runs/joint           # default: 2 seeds (31 min)
   python examples/transformer_width_study.py --quick --out runs/jquick  # a smoke test (about 70 s)
   python examples/transformer_width_study.py --seeds 4 --out runs/joint4  # the study's (55 min)
   python examples/transformer_width_study.py --recipes adamw sqrt_fan_avg mup mup_sqrt_decay sqrt_lr
